@@ -1,0 +1,44 @@
+# StreamGate: the commands a contributor needs. `make help` lists them.
+SHELL := /bin/bash
+CARGO ?= cargo
+export PATH := $(CURDIR)/.tools/bin:$(PATH)
+
+.PHONY: help setup build release test check fmt clippy demo bench-transfer clean
+
+help:
+	@echo "make demo            start the local network with a demo video (not built yet: says so)"
+	@echo "make test            install what is needed, build, and run every test"
+	@echo "make check           rustfmt + clippy -D warnings + every test (what CI should pass)"
+	@echo "make build           debug build of every binary"
+	@echo "make bench-transfer  node-to-node blob transfer vs. bare iroh-blobs (release build)"
+	@echo "make setup           install Debian and npm dependencies (idempotent)"
+
+setup:
+	@./scripts/setup.sh
+
+build: setup
+	$(CARGO) build --workspace --bins
+
+release: setup
+	$(CARGO) build --workspace --bins --release
+
+# The end-to-end tests start the binaries as real processes, so they are built first.
+test: build
+	$(CARGO) test --workspace --no-fail-fast
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+clippy: setup
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+check: fmt clippy test
+
+demo: release
+	./target/release/streamgate-testnet up
+
+bench-transfer: release
+	./target/release/bench-transfer
+
+clean:
+	$(CARGO) clean

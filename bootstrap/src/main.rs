@@ -1,0 +1,183 @@
+//! `streamgate-bootstrap`: a well-known entry node for a StreamGate network.
+//!
+//! It runs the same swarm as a node, in the bootstrap role: Kademlia in server mode (it
+//! stores and validates DHT records like every node), a libp2p relay v2 server, an AutoNAT
+//! server, and gossip forwarding. Beside it runs an iroh relay server for the data plane,
+//! over plain HTTP unless put behind TLS by the operator. It stores no blobs.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use libp2p::Multiaddr;
+use serde::Serialize;
+use streamgate_node::{
+    config::DhtMode,
+    identity::Identity,
+    runfile::{ReadyFile, init_logging, shutdown_signal},
+    swarm::{self, Role, SwarmOptions},
+};
+
+#[derive(Parser)]
+#[command(
+    name = "streamgate-bootstrap",
+    version,
+    about = "A StreamGate entry node: DHT server, relay, AutoNAT and an iroh relay"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the bootstrap node's Ed25519 key (DIR/node.key, mode 0600).
+    Init {
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+    },
+    /// Run until SIGINT or SIGTERM.
+    Run {
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// libp2p listen address (repeatable). Default: TCP and QUIC on all interfaces, port 4001.
+        #[arg(long, value_name = "MULTIADDR")]
+        listen: Vec<Multiaddr>,
+        /// Other entry nodes to peer with, ending in /p2p/<peer id> (repeatable).
+        #[arg(long, value_name = "MULTIADDR")]
+        bootstrap: Vec<Multiaddr>,
+        /// HTTP address of the iroh relay for the data plane.
+        #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:3340")]
+        relay_listen: SocketAddr,
+        /// Do not run the iroh relay.
+        #[arg(long)]
+        no_relay: bool,
+    },
+}
+
+#[derive(Serialize)]
+struct ReadyInfo {
+    peer_id: String,
+    pid: u32,
+    listen_addrs: Vec<String>,
+    iroh_relay_url: Option<String>,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Init { data_dir } => {
+                let identity = Identity::create(&data_dir)?;
+                println!("peer id: {}", identity.peer_id());
+                Ok(())
+            }
+            Command::Run {
+                data_dir,
+                listen,
+                bootstrap,
+                relay_listen,
+                no_relay,
+            } => {
+                run(
+                    data_dir,
+                    listen,
+                    bootstrap,
+                    (!no_relay).then_some(relay_listen),
+                )
+                .await
+            }
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(
+    data_dir: PathBuf,
+    listen: Vec<Multiaddr>,
+    bootstrap: Vec<Multiaddr>,
+    relay_listen: Option<SocketAddr>,
+) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let identity = Identity::load(&data_dir)?;
+    let listen = if listen.is_empty() {
+        vec![
+            "/ip4/0.0.0.0/tcp/4001".parse()?,
+            "/ip4/0.0.0.0/udp/4001/quic-v1".parse()?,
+        ]
+    } else {
+        listen
+    };
+    let started = swarm::start(
+        identity.libp2p_keypair(),
+        SwarmOptions {
+            role: Role::Bootstrap,
+            listen,
+            bootstrap,
+            dht_mode: DhtMode::Server,
+            mdns: false,
+            assume_listen_addrs_reachable: true,
+        },
+    )
+    .await?;
+
+    let relay = match relay_listen {
+        Some(addr) => {
+            let mut config = iroh_relay::server::ServerConfig::default();
+            config.relay = Some(iroh_relay::server::RelayConfig::new(addr));
+            let server = iroh_relay::server::Server::spawn(config)
+                .await
+                .with_context(|| {
+                    format!("cannot start the iroh relay on {addr} (--relay-listen)")
+                })?;
+            Some(server)
+        }
+        None => None,
+    };
+    let relay_url = relay
+        .as_ref()
+        .and_then(|s| s.http_addr())
+        .map(|addr| format!("http://{addr}"));
+
+    let ready = ReadyFile::write(
+        &data_dir,
+        "bootstrap",
+        &ReadyInfo {
+            peer_id: identity.peer_id().to_string(),
+            pid: std::process::id(),
+            listen_addrs: started.listen_addrs.iter().map(|a| a.to_string()).collect(),
+            iroh_relay_url: relay_url.clone(),
+        },
+    )
+    .context("cannot write the ready file")?;
+    tracing::info!(peer_id = %identity.peer_id(), relay = ?relay_url, "bootstrap ready");
+
+    let mut task = started.task;
+    let signal = tokio::select! {
+        signal = shutdown_signal() => signal?,
+        _ = &mut task => bail!("the swarm task stopped unexpectedly"),
+    };
+    tracing::info!("{signal} received; shutting down");
+    let _ = tokio::time::timeout(Duration::from_secs(1), started.handle.shutdown()).await;
+    if let Some(relay) = relay {
+        let _ = tokio::time::timeout(Duration::from_secs(2), relay.shutdown()).await;
+    }
+    ready.remove();
+    tracing::info!("stopped");
+    Ok(())
+}

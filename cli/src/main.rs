@@ -1,0 +1,248 @@
+//! `streamgate`: the creator and operator CLI. It talks to a node's local HTTP API.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
+
+use anyhow::{Context, anyhow, bail};
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::Value;
+use streamgate_protocol::ContentHash;
+
+#[derive(Parser)]
+#[command(
+    name = "streamgate",
+    version,
+    about = "Publish, fetch and inspect content on a StreamGate node"
+)]
+struct Cli {
+    /// The node's HTTP API.
+    #[arg(
+        long,
+        global = true,
+        env = "STREAMGATE_NODE",
+        default_value = "http://127.0.0.1:7700"
+    )]
+    node: String,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Store a file on the node as a blob and print its BLAKE3 hash.
+    Add { file: PathBuf },
+    /// Fetch a blob (from the node, or through it from the swarm) and write the verified bytes.
+    Get {
+        hash: String,
+        /// Where to write; the file appears only once every byte is verified.
+        #[arg(short, long, value_name = "PATH")]
+        output: PathBuf,
+    },
+    /// Show the node's identity, peers and storage.
+    Status,
+}
+
+#[derive(Deserialize)]
+struct Added {
+    hash: String,
+    size: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .context("cannot build the HTTP client")?;
+    let base = cli.node.trim_end_matches('/').to_string();
+    match cli.command {
+        Command::Add { file } => add(&client, &base, &file, cli.json).await,
+        Command::Get { hash, output } => get(&client, &base, &hash, &output, cli.json).await,
+        Command::Status => status(&client, &base, cli.json).await,
+    }
+}
+
+async fn add(client: &reqwest::Client, base: &str, file: &Path, json: bool) -> anyhow::Result<()> {
+    let handle = tokio::fs::File::open(file)
+        .await
+        .with_context(|| format!("cannot open {}", file.display()))?;
+    let size = handle.metadata().await?.len();
+    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+        handle,
+        256 * 1024,
+    ));
+    let response = send(
+        client
+            .post(format!("{base}/api/v1/blobs"))
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(body),
+        base,
+    )
+    .await?;
+    let added: Added = response
+        .json()
+        .await
+        .context("the node's answer is not valid JSON")?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "hash": added.hash, "size": added.size })
+        );
+    } else {
+        println!("{}", added.hash);
+    }
+    Ok(())
+}
+
+async fn get(
+    client: &reqwest::Client,
+    base: &str,
+    hash: &str,
+    output: &Path,
+    json: bool,
+) -> anyhow::Result<()> {
+    let expected: ContentHash = hash
+        .parse()
+        .with_context(|| format!("{hash:?} is not a content hash"))?;
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let response = send(client.get(format!("{base}/blob/{expected}")), base).await?;
+    // Written beside the target and renamed at the end: the target is either absent or whole.
+    let mut temp = tempfile::Builder::new()
+        .prefix(".streamgate-get-")
+        .tempfile_in(&dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut size = 0u64;
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.context("the transfer from the node was interrupted")?;
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
+        temp.write_all(&chunk)
+            .context("cannot write the temporary file")?;
+    }
+    // The node verified every byte against the hash; HTTP between it and us is checked here.
+    let actual = ContentHash::from_bytes(*hasher.finalize().as_bytes());
+    if actual != expected {
+        bail!("the bytes received hash to {actual}, not {expected}; nothing was written");
+    }
+    temp.as_file()
+        .sync_all()
+        .context("cannot flush the temporary file")?;
+    temp.persist(output).map_err(|e| {
+        anyhow!(
+            "cannot move the file into place at {}: {}",
+            output.display(),
+            e.error
+        )
+    })?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "hash": expected.to_string(), "size": size, "path": output.display().to_string() })
+        );
+    } else {
+        println!("{} bytes written to {}", size, output.display());
+    }
+    Ok(())
+}
+
+async fn status(client: &reqwest::Client, base: &str, json: bool) -> anyhow::Result<()> {
+    let response = send(client.get(format!("{base}/api/v1/status")), base).await?;
+    let status: Value = response
+        .json()
+        .await
+        .context("the node's answer is not valid JSON")?;
+    if json {
+        println!("{status}");
+        return Ok(());
+    }
+    let field = |path: &[&str]| -> String {
+        let mut v = &status;
+        for key in path {
+            v = &v[*key];
+        }
+        match v {
+            Value::String(s) => s.clone(),
+            Value::Null => "-".into(),
+            other => other.to_string(),
+        }
+    };
+    println!("peer id:          {}", field(&["peer_id"]));
+    println!("version:          {}", field(&["version"]));
+    println!("connected peers:  {}", field(&["swarm", "connected_peers"]));
+    println!("DHT mode:         {}", field(&["swarm", "dht_mode"]));
+    println!(
+        "blobs stored:     {} ({} bytes)",
+        field(&["blobs"]),
+        field(&["bytes_stored"])
+    );
+    println!("bytes served:     {}", field(&["bytes_served"]));
+    println!(
+        "rejected messages:{:>1} {}",
+        "",
+        field(&["swarm", "rejected_messages"])
+    );
+    if let Some(providers) = status["providers"].as_array() {
+        let banned = providers
+            .iter()
+            .filter(|p| p["banned"].as_bool() == Some(true))
+            .count();
+        println!("providers known:  {} ({} banned)", providers.len(), banned);
+    }
+    Ok(())
+}
+
+/// Sends a request; a non-2xx answer becomes an error carrying the node's message.
+async fn send(request: reqwest::RequestBuilder, base: &str) -> anyhow::Result<reqwest::Response> {
+    let response = request.send().await.map_err(|e| {
+        if e.is_connect() {
+            anyhow!("cannot reach the node at {base} (is streamgate-node running? set --node or STREAMGATE_NODE)")
+        } else {
+            anyhow!("request to {base} failed: {e}")
+        }
+    })?;
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_string))
+        .unwrap_or(text);
+    bail!("{message} (HTTP {})", status.as_u16())
+}

@@ -1,0 +1,280 @@
+//! The HTTP API and gateway.
+//!
+//! | route | does |
+//! |---|---|
+//! | `GET /health` | liveness: `{"status":"ok"}` |
+//! | `GET /api/v1/status` | peer id, peers, blobs and bytes stored, provider standings |
+//! | `POST /api/v1/blobs` | stores the request body as a blob; answers its hash and size |
+//! | `GET`/`HEAD /blob/{hash}` | the blob's bytes, with `Range`; fetched from the swarm when not held here |
+//!
+//! Errors are JSON `{"error": "<code>", "message": "<what to do>"}` with a 4xx/5xx status.
+
+use std::{io, sync::Arc};
+
+use axum::{
+    Json, Router,
+    body::Body,
+    extract::{DefaultBodyLimit, Path, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::Serialize;
+use streamgate_protocol::{
+    ContentHash,
+    range::{self, RangeReply},
+};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::{
+    fetch::FetchError,
+    node::{AddError, Added, Node, iroh_hash},
+};
+
+/// Requests handled at once; more wait in the accept queue. Bounds memory and open
+/// store readers under load.
+const MAX_CONCURRENT_REQUESTS: usize = 1024;
+/// Read buffer for streaming blob bodies.
+const STREAM_CHUNK: usize = 64 * 1024;
+
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/api/v1/status", get(status))
+        .route(
+            "/api/v1/blobs",
+            // The limit is enforced while streaming, against api.max_upload_bytes.
+            post(add_blob).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/blob/{hash}", get(get_blob))
+        .fallback(not_found)
+        .layer(tower::limit::ConcurrencyLimitLayer::new(
+            MAX_CONCURRENT_REQUESTS,
+        ))
+        .with_state(node)
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: self.code,
+            message: &self.message,
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<FetchError> for ApiError {
+    fn from(e: FetchError) -> Self {
+        let (status, code) = match &e {
+            FetchError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            FetchError::ProvidersFailed { .. } => (StatusCode::BAD_GATEWAY, "providers_failed"),
+            FetchError::Swarm(_) => (StatusCode::SERVICE_UNAVAILABLE, "swarm_unavailable"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "store_error"),
+        };
+        Self::new(status, code, e.to_string())
+    }
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn status(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
+    let status = node
+        .status()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e))?;
+    Ok(Json(status).into_response())
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_such_route",
+        format!("no route for {method} {}", uri.path()),
+    )
+}
+
+/// Why forwarding an upload body stopped early.
+enum UploadEnd {
+    TooLarge,
+    Interrupted(String),
+}
+
+async fn add_blob(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Added>), ApiError> {
+    let limit = node.config.api.max_upload_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "body is larger than this node accepts ({limit} bytes; config key api.max_upload_bytes)"
+            ),
+        )
+    };
+    if let Some(length) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && length > limit
+    {
+        return Err(too_large());
+    }
+    // The store wants a `Sync` stream; the request body is not, so bytes cross a small
+    // channel. 8 chunks in flight bound the memory one upload can hold.
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
+    let mut source = body.into_data_stream();
+    let forward = async move {
+        let mut total = 0u64;
+        while let Some(chunk) = source.next().await {
+            match chunk {
+                Ok(bytes) => {
+                    total += bytes.len() as u64;
+                    if total > limit {
+                        let _ = tx
+                            .send(Err(io::Error::other("upload exceeds the size limit")))
+                            .await;
+                        return Err(UploadEnd::TooLarge);
+                    }
+                    if tx.send(Ok(bytes)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
+                    return Err(UploadEnd::Interrupted(e.to_string()));
+                }
+            }
+        }
+        Ok(())
+    };
+    let data = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let (forwarded, added) = tokio::join!(forward, node.add(data));
+    match forwarded {
+        Err(UploadEnd::TooLarge) => return Err(too_large()),
+        Err(UploadEnd::Interrupted(e)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "upload_interrupted",
+                e,
+            ));
+        }
+        Ok(()) => {}
+    }
+    let added = added.map_err(|e| match e {
+        AddError::Upload(msg) => ApiError::new(StatusCode::BAD_REQUEST, "upload_failed", msg),
+        other => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store_error",
+            other.to_string(),
+        ),
+    })?;
+    tracing::info!(hash = %added.hash, size = added.size, "blob added");
+    Ok((StatusCode::CREATED, Json(added)))
+}
+
+async fn get_blob(
+    State(node): State<Arc<Node>>,
+    Path(hash): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let hash: ContentHash = hash
+        .parse()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_hash", format!("{e}")))?;
+    let size = node.ensure_local(hash).await?;
+    let range_header = match headers.get(header::RANGE) {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_range",
+                "Range header is not ASCII",
+            )
+        })?),
+    };
+    let reply = range::resolve(range_header, size)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_range", e.to_string()))?;
+    let (status, start, len) = match reply {
+        RangeReply::Full => (StatusCode::OK, 0, size),
+        RangeReply::Partial(r) => (StatusCode::PARTIAL_CONTENT, r.start, r.end - r.start),
+        RangeReply::Unsatisfiable => {
+            let mut response = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                format!("the blob is {size} bytes"),
+            )
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(response);
+        }
+    };
+    let mut builder = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, len)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::ETAG, format!("\"{hash}\""))
+        // Content-addressed: the bytes behind a hash never change.
+        .header(header::CACHE_CONTROL, "public, max-age=31536000, immutable");
+    if status == StatusCode::PARTIAL_CONTENT {
+        builder = builder.header(
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{}/{size}", start + len - 1),
+        );
+    }
+    let body = if method == Method::HEAD || len == 0 {
+        Body::empty()
+    } else {
+        let mut reader = node.data_plane.store().blobs().reader(iroh_hash(&hash));
+        reader.seek(io::SeekFrom::Start(start)).await.map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "store_error",
+                e.to_string(),
+            )
+        })?;
+        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+            reader.take(len),
+            STREAM_CHUNK,
+        ))
+    };
+    builder
+        .body(body)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+}

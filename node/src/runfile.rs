@@ -1,0 +1,73 @@
+//! The ready file (`DATA_DIR/run/<name>.json`) that tells scripts and tests a daemon is up,
+//! and the shutdown signal both daemons wait on.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use serde::Serialize;
+
+/// A ready file, removed again by [`ReadyFile::remove`] on clean exit.
+#[derive(Debug)]
+pub struct ReadyFile {
+    path: PathBuf,
+}
+
+impl ReadyFile {
+    /// Writes `contents` as JSON to `data_dir/run/<name>.json`, atomically: readers see either
+    /// no file or the whole file.
+    pub fn write(data_dir: &Path, name: &str, contents: &impl Serialize) -> std::io::Result<Self> {
+        let run_dir = data_dir.join("run");
+        std::fs::create_dir_all(&run_dir)?;
+        let path = run_dir.join(format!("{name}.json"));
+        let temp = run_dir.join(format!(".{name}.json.tmp"));
+        let mut file = std::fs::File::create(&temp)?;
+        serde_json::to_writer_pretty(&mut file, contents)?;
+        file.write_all(b"\n")?;
+        file.sync_all()?;
+        std::fs::rename(&temp, &path)?;
+        Ok(Self { path })
+    }
+
+    pub fn remove(self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!(path = %self.path.display(), "could not remove ready file: {e}");
+        }
+    }
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+///
+/// Cancel-safe: dropping the future leaves the handlers installed and harmless.
+pub async fn shutdown_signal() -> std::io::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(tokio::select! {
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    })
+}
+
+/// Logging for both daemons: `RUST_LOG` if set, else `info` for StreamGate and `warn` for
+/// the libraries, whose info lines are mostly noise for an operator.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "warn,streamgate_node=info,streamgate_bootstrap=info,streamgate=info",
+        )
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Seconds since the Unix epoch: the clock the protocol crate's rules take as input.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

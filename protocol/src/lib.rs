@@ -1,0 +1,23 @@
+//! The StreamGate protocol, without I/O.
+//!
+//! Everything two nodes must agree on lives here as plain types and pure functions:
+//! content ids ([`ContentHash`]), the signed record a node publishes about its data-plane
+//! addresses ([`NodeRecord`]), the gossip announcement of new content ([`Announcement`]),
+//! HTTP byte ranges ([`range`]), the size limits every decoder enforces ([`limits`]), and the
+//! provider reputation book a fetcher keeps ([`reputation`]).
+//!
+//! Nothing here opens a socket, spawns a task or reads the clock: callers pass the time in.
+//! That keeps every rule testable in virtual time and lets the node crate own all I/O.
+
+pub mod announce;
+pub mod content;
+pub mod limits;
+pub mod node_record;
+pub mod range;
+pub mod reputation;
+mod wire;
+
+pub use announce::Announcement;
+pub use content::{ContentHash, ParseHashError};
+pub use node_record::{NodeRecord, RecordError, SignedNodeRecord};
+pub use wire::DecodeError;

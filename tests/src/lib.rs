@@ -1,0 +1,284 @@
+//! Test harness: starts real StreamGate processes on loopback and talks to them.
+//!
+//! Every process gets its own data folder, binds port 0 on 127.0.0.1, and is killed when
+//! its handle drops, so a failing test leaves nothing running.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// Configuration for test nodes: loopback only, DHT server mode (loopback addresses are
+/// never confirmed as reachable by AutoNAT), and short timeouts so failures show quickly.
+pub const TEST_NODE_CONFIG: &str = r#"
+[swarm]
+dht_mode = "server"
+
+[data_plane]
+bind = "127.0.0.1:0"
+idle_timeout_secs = 3
+
+[fetch]
+find_timeout_secs = 5
+stall_timeout_secs = 3
+"#;
+
+/// Path of a workspace binary, built by `cargo build --workspace --bins` (as `make test` does).
+pub fn bin(name: &str) -> PathBuf {
+    // Test executables live in target/<profile>/deps, bench binaries in target/<profile>;
+    // the workspace binaries are in target/<profile>.
+    let exe = std::env::current_exe().expect("executable path");
+    let candidates = exe.ancestors().skip(1).take(2);
+    for dir in candidates {
+        let path = dir.join(name);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!(
+        "{name} is missing beside {}: run `cargo build --workspace --bins` first (make test does)",
+        exe.display()
+    );
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct NodeInfo {
+    pub peer_id: String,
+    pub node_id: String,
+    pub pid: u32,
+    pub listen_addrs: Vec<String>,
+    pub api_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct BootstrapInfo {
+    pub peer_id: String,
+    pub pid: u32,
+    pub listen_addrs: Vec<String>,
+    pub iroh_relay_url: Option<String>,
+}
+
+/// A running daemon process.
+#[derive(Debug)]
+pub struct Daemon<I> {
+    pub child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub info: I,
+}
+
+impl<I> Drop for Daemon<I> {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl<I> Daemon<I> {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => child.try_wait().ok().flatten().is_none(),
+            None => false,
+        }
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, and how long the process took to exit (panics after 10 s).
+    pub fn terminate(&mut self) -> (Duration, std::process::ExitStatus) {
+        let mut child = self.child.take().expect("daemon is running");
+        let started = Instant::now();
+        signal(child.id(), libc::SIGTERM);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return (started.elapsed(), status);
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                panic!("daemon did not exit within 10 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: plain kill(2) on a child we own; no memory is involved.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+pub type Node = Daemon<NodeInfo>;
+pub type Bootstrap = Daemon<BootstrapInfo>;
+
+/// A fresh data folder holding an initialised node key and the test configuration plus
+/// `extra_config` (TOML appended to it).
+pub fn init_node_dir(dir: &Path, extra_config: &str) -> anyhow::Result<()> {
+    let out = Command::new(bin("streamgate-node"))
+        .args(["init", "--data-dir"])
+        .arg(dir)
+        .output()?;
+    if !out.status.success() {
+        bail!("init failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    std::fs::write(
+        dir.join("config.toml"),
+        format!("{TEST_NODE_CONFIG}\n{extra_config}"),
+    )?;
+    Ok(())
+}
+
+/// Starts `streamgate-node run` on an initialised folder and waits until it is ready.
+pub fn start_node(dir: &Path, bootstrap: &[String]) -> anyhow::Result<Node> {
+    let mut cmd = Command::new(bin("streamgate-node"));
+    cmd.args(["run", "--data-dir"])
+        .arg(dir)
+        .args([
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--listen",
+            "/ip4/127.0.0.1/udp/0/quic-v1",
+        ])
+        .args(["--api-listen", "127.0.0.1:0"]);
+    for addr in bootstrap {
+        cmd.args(["--bootstrap", addr]);
+    }
+    spawn_and_wait(cmd, dir, "node")
+}
+
+/// Initialises and starts a bootstrap node in `dir`.
+pub fn start_bootstrap(dir: &Path) -> anyhow::Result<Bootstrap> {
+    let out = Command::new(bin("streamgate-bootstrap"))
+        .args(["init", "--data-dir"])
+        .arg(dir)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "bootstrap init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut cmd = Command::new(bin("streamgate-bootstrap"));
+    cmd.args(["run", "--data-dir"])
+        .arg(dir)
+        .args([
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--listen",
+            "/ip4/127.0.0.1/udp/0/quic-v1",
+        ])
+        .args(["--relay-listen", "127.0.0.1:0"]);
+    spawn_and_wait(cmd, dir, "bootstrap")
+}
+
+fn spawn_and_wait<I: for<'de> Deserialize<'de>>(
+    mut cmd: Command,
+    dir: &Path,
+    name: &str,
+) -> anyhow::Result<Daemon<I>> {
+    let ready_path = dir.join("run").join(format!("{name}.json"));
+    let _ = std::fs::remove_file(&ready_path);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("daemon.log"))?;
+    let child = cmd
+        .env(
+            "RUST_LOG",
+            std::env::var("STREAMGATE_TEST_LOG")
+                .unwrap_or_else(|_| "warn,streamgate_node=info,streamgate_bootstrap=info".into()),
+        )
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))?;
+    let mut daemon = Daemon {
+        child: Some(child),
+        data_dir: dir.to_path_buf(),
+        info: (),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&ready_path)
+            && let Ok(info) = serde_json::from_str::<I>(&text)
+        {
+            let child = daemon.child.take();
+            return Ok(Daemon {
+                child,
+                data_dir: dir.to_path_buf(),
+                info,
+            });
+        }
+        if !daemon.is_running() {
+            bail!("{name} exited before it was ready:\n{}", daemon.log());
+        }
+        if Instant::now() > deadline {
+            bail!("{name} not ready within 30 s:\n{}", daemon.log());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs the `streamgate` CLI against `api_url`.
+pub fn cli(api_url: &str, args: &[&str]) -> Output {
+    Command::new(bin("streamgate"))
+        .arg("--node")
+        .arg(api_url)
+        .args(args)
+        .output()
+        .expect("run streamgate")
+}
+
+/// Deterministic pseudo-random bytes (so failures reproduce).
+pub fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
+    use rand::{RngCore, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut out = vec![0; len];
+    rng.fill_bytes(&mut out);
+    out
+}
+
+/// `GET /api/v1/status` as JSON.
+pub fn status(api_url: &str) -> anyhow::Result<serde_json::Value> {
+    let out = cli(api_url, &["--json", "status"]);
+    if !out.status.success() {
+        bail!("status failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// Polls `check` every 100 ms until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    check()
+}
+
+/// An HTTP client for talking to nodes directly (the rustls provider must be chosen first,
+/// as in the binaries).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}

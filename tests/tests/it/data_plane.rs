@@ -1,0 +1,95 @@
+//! The data plane in-process: where exactly verification stops when a provider sends bad
+//! bytes.
+
+use iroh_blobs::{api::blobs::BlobStatus, get::GetError};
+use streamgate_node::{config::DataPlaneConfig, data_plane::DataPlane, identity::Identity};
+use streamgate_tests::test_bytes;
+
+const GROUP: u64 = 16 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bytes_fail_at_the_first_bad_group_and_earlier_groups_are_kept() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let root = tempfile::tempdir().expect("tempdir");
+    let config = DataPlaneConfig {
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        ..DataPlaneConfig::default()
+    };
+    const CORRUPT_AT: u64 = 1_000_000;
+    let provider_id = Identity::create(&root.path().join("p")).expect("key");
+    let provider = DataPlane::start(
+        &config,
+        &provider_id,
+        &root.path().join("p/blobs"),
+        Some(CORRUPT_AT),
+    )
+    .await
+    .expect("provider");
+    let fetcher_id = Identity::create(&root.path().join("f")).expect("key");
+    let fetcher = DataPlane::start(&config, &fetcher_id, &root.path().join("f/blobs"), None)
+        .await
+        .expect("fetcher");
+
+    let payload = test_bytes(4 * 1024 * 1024, 9);
+    let hash = provider
+        .store()
+        .add_slice(&payload)
+        .await
+        .expect("add")
+        .hash;
+    fetcher.learn(&provider.node_record(0).sign(&provider_id.signing_key()));
+    let conn = fetcher.connect(provider.node_id()).await.expect("connect");
+
+    let error = fetcher
+        .store()
+        .remote()
+        .fetch((*conn).clone(), hash)
+        .await
+        .expect_err("a corrupt stream must not verify");
+    assert!(
+        matches!(error, GetError::Decode { .. }) && error.to_string().contains("hash mismatch"),
+        "expected a hash mismatch, got {error}"
+    );
+
+    // What was kept: exactly the whole groups before the flipped byte, and nothing after.
+    let bitfield = fetcher
+        .store()
+        .blobs()
+        .observe(hash)
+        .await
+        .expect("observe");
+    let boundaries = bitfield.ranges.boundaries();
+    assert_eq!(
+        boundaries.len(),
+        2,
+        "kept bytes are not one prefix: {:?}",
+        bitfield.ranges
+    );
+    assert_eq!(boundaries[0].0, 0);
+    let kept = boundaries[1].0 * 1024;
+    assert_eq!(kept % GROUP, 0, "kept {kept} bytes, not whole groups");
+    assert!(kept < CORRUPT_AT, "kept bytes past the corruption");
+    // The stream carries 64 bytes of tree hashes per group as well as the data, so the
+    // flipped stream offset lies within one group (plus that overhead) of the data kept.
+    let overhead = 8 + 64 * (kept / GROUP + 32);
+    assert!(
+        CORRUPT_AT - kept <= GROUP + overhead,
+        "verification stopped {} bytes before the bad byte; expected it within one group",
+        CORRUPT_AT - kept
+    );
+    let prefix = fetcher
+        .store()
+        .blobs()
+        .export_ranges(hash, 0..kept)
+        .concatenate()
+        .await
+        .expect("read kept bytes");
+    assert_eq!(&prefix[..], &payload[..kept as usize]);
+    assert!(matches!(
+        fetcher.store().blobs().status(hash).await.expect("status"),
+        BlobStatus::Partial { .. }
+    ));
+
+    fetcher.shutdown().await;
+    provider.shutdown().await;
+}

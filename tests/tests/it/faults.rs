@@ -1,0 +1,197 @@
+//! Providers that lie, providers that die, and content nobody has.
+
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use streamgate_tests::{
+    bin, cli, init_node_dir, start_bootstrap, start_node, status, test_bytes, wait_until,
+};
+
+fn add(api_url: &str, file: &std::path::Path) -> String {
+    let out = cli(api_url, &["add", file.to_str().expect("utf-8 path")]);
+    assert!(
+        out.status.success(),
+        "add failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
+}
+
+fn standing<'a>(status: &'a serde_json::Value, peer_id: &str) -> Option<&'a serde_json::Value> {
+    status["providers"]
+        .as_array()?
+        .iter()
+        .find(|p| p["peer_id"] == peer_id)
+}
+
+#[test]
+fn corrupt_provider_is_caught_penalised_and_the_fetch_completes_elsewhere() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let bootstrap = start_bootstrap(&root.path().join("bootstrap")).expect("bootstrap");
+    let entry = vec![bootstrap.info.listen_addrs[0].clone()];
+    // The liar flips one bit 200 000 bytes into every blob stream it serves.
+    let liar_dir = root.path().join("liar");
+    init_node_dir(&liar_dir, "[testing]\ncorrupt_served_byte_at = 200000\n").expect("init");
+    let liar = start_node(&liar_dir, &entry).expect("liar");
+    let honest_dir = root.path().join("honest");
+    init_node_dir(&honest_dir, "").expect("init");
+    let honest = start_node(&honest_dir, &entry).expect("honest");
+    let fetcher_dir = root.path().join("fetcher");
+    init_node_dir(&fetcher_dir, "").expect("init");
+    let fetcher = start_node(&fetcher_dir, &entry).expect("fetcher");
+
+    // 16 MiB: four 4 MiB ranges, so both providers are asked at once.
+    let payload = test_bytes(16 * 1024 * 1024, 2);
+    let file = root.path().join("payload.bin");
+    std::fs::write(&file, &payload).expect("write");
+    let hash = add(&liar.info.api_url, &file);
+    assert_eq!(add(&honest.info.api_url, &file), hash);
+
+    let out_path = root.path().join("out.bin");
+    let out = cli(
+        &fetcher.info.api_url,
+        &["get", &hash, "-o", out_path.to_str().expect("utf-8")],
+    );
+    assert!(
+        out.status.success(),
+        "get failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        fetcher.log()
+    );
+    assert_eq!(std::fs::read(&out_path).expect("read"), payload);
+
+    let s = status(&fetcher.info.api_url).expect("status");
+    let bad = standing(&s, &liar.info.peer_id)
+        .unwrap_or_else(|| panic!("liar not in provider book: {s:#}"));
+    assert!(
+        bad["corrupt"].as_u64() >= Some(1),
+        "liar not marked corrupt: {bad}"
+    );
+    assert_eq!(bad["banned"], true, "liar not banned: {bad}");
+    let good = standing(&s, &honest.info.peer_id).expect("honest provider in book");
+    assert!(good["successes"].as_u64() >= Some(1), "{good}");
+    assert_eq!(good["banned"], false);
+    assert!(
+        fetcher.log().contains("verification failed"),
+        "the fetcher did not log the verification failure:\n{}",
+        fetcher.log()
+    );
+}
+
+#[test]
+fn provider_killed_mid_transfer_and_the_fetch_completes_from_another() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let bootstrap = start_bootstrap(&root.path().join("bootstrap")).expect("bootstrap");
+    let entry = vec![bootstrap.info.listen_addrs[0].clone()];
+    // Slow providers (4 MiB/s each) so that the kill lands mid-transfer.
+    let capped = "[data_plane]\nmax_upload_bytes_per_sec = 4194304\n";
+    let mut providers = Vec::new();
+    for name in ["doomed", "survivor"] {
+        let dir = root.path().join(name);
+        // The test config already has a [data_plane] table; merge the cap into it.
+        init_node_dir(&dir, "").expect("init");
+        let config = std::fs::read_to_string(dir.join("config.toml")).expect("config");
+        std::fs::write(
+            dir.join("config.toml"),
+            config.replace("[data_plane]\n", capped),
+        )
+        .expect("write config");
+        providers.push(start_node(&dir, &entry).expect("provider"));
+    }
+    let fetcher_dir = root.path().join("fetcher");
+    init_node_dir(&fetcher_dir, "").expect("init");
+    let fetcher = start_node(&fetcher_dir, &entry).expect("fetcher");
+
+    let payload = test_bytes(24 * 1024 * 1024, 3);
+    let file = root.path().join("payload.bin");
+    std::fs::write(&file, &payload).expect("write");
+    let hash = add(&providers[0].info.api_url, &file);
+    assert_eq!(add(&providers[1].info.api_url, &file), hash);
+
+    let out_path = root.path().join("out.bin");
+    let mut get = Command::new(bin("streamgate"))
+        .args(["--node", &fetcher.info.api_url, "get", &hash, "-o"])
+        .arg(&out_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn get");
+
+    // Kill the first provider once it has served at least 2 MiB of this blob.
+    let doomed_api = providers[0].info.api_url.clone();
+    let served_some = wait_until(Duration::from_secs(20), || {
+        status(&doomed_api)
+            .map(|s| s["bytes_served"].as_u64().unwrap_or(0) >= 2 * 1024 * 1024)
+            .unwrap_or(false)
+    });
+    assert!(
+        served_some,
+        "the doomed provider never started serving:\n{}",
+        fetcher.log()
+    );
+    providers[0].kill9();
+    let killed_at = Instant::now();
+
+    let output = loop {
+        if get.try_wait().expect("wait").is_some() {
+            break get.wait_with_output().expect("output");
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(90),
+            "get did not finish:\n{}",
+            fetcher.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        output.status.success(),
+        "get failed: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        fetcher.log()
+    );
+    assert_eq!(std::fs::read(&out_path).expect("read"), payload);
+    let s = status(&fetcher.info.api_url).expect("status");
+    let dead = standing(&s, &providers[0].info.peer_id).expect("doomed provider in book");
+    assert!(dead["failures"].as_u64() >= Some(1), "{dead}");
+    let alive = standing(&s, &providers[1].info.peer_id).expect("survivor in book");
+    assert!(alive["successes"].as_u64() >= Some(1), "{alive}");
+}
+
+#[test]
+fn getting_a_hash_nobody_has_fails_clearly_in_bounded_time() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let bootstrap = start_bootstrap(&root.path().join("bootstrap")).expect("bootstrap");
+    let entry = vec![bootstrap.info.listen_addrs[0].clone()];
+    let mut nodes = Vec::new();
+    for i in 0..2 {
+        let dir = root.path().join(format!("n{i}"));
+        init_node_dir(&dir, "").expect("init");
+        nodes.push(start_node(&dir, &entry).expect("node"));
+    }
+    let nobody_has = blake3::hash(b"content that was never added")
+        .to_hex()
+        .to_string();
+    let out_path = root.path().join("never.bin");
+    let started = Instant::now();
+    let out = cli(
+        &nodes[1].info.api_url,
+        &["get", &nobody_has, "-o", out_path.to_str().expect("utf-8")],
+    );
+    let took = started.elapsed();
+    assert!(!out.status.success(), "get of an unknown hash succeeded");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not found"), "unclear error: {stderr}");
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "error is not one line: {stderr}"
+    );
+    // fetch.find_timeout_secs is 5 in the test config; the answer must come near it.
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    assert!(!out_path.exists(), "a file was written for a failed get");
+}

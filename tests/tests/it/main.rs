@@ -1,0 +1,8 @@
+//! End-to-end scenarios: real `streamgate-node`, `streamgate-bootstrap` and `streamgate`
+//! processes on loopback. Run with `make test` (which builds the binaries first).
+
+mod bad_input;
+mod data_plane;
+mod faults;
+mod restart;
+mod swarm;
