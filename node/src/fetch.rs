@@ -208,40 +208,62 @@ async fn download(
     let store = node.data_plane.store().clone();
     let iroh_hash = Hash::from_bytes(*hash.as_bytes());
 
-    // The size, verified by the provider's proof for the last chunk.
+    // Connect to every candidate at once and ask each for the size, verified by its proof
+    // for the last chunk; a dead provider must not delay the live ones.
+    let mut probes = JoinSet::new();
+    for candidate in candidates {
+        let data_plane = node.data_plane.clone();
+        let timeout = node.config.stall_timeout();
+        probes.spawn(async move {
+            let result =
+                match tokio::time::timeout(timeout, data_plane.connect(candidate.node)).await {
+                    Err(_) => Err((Failure::Unreachable, "connect timed out".to_string())),
+                    Ok(Err(e)) => Err((Failure::Unreachable, format!("cannot connect: {e}"))),
+                    Ok(Ok(conn)) => match tokio::time::timeout(
+                        timeout,
+                        iroh_blobs::get::request::get_verified_size(&conn, &iroh_hash),
+                    )
+                    .await
+                    {
+                        Ok(Ok((size, _))) => Ok(size),
+                        Ok(Err(e)) => Err(classify(&e)),
+                        Err(_) => Err((
+                            Failure::Stalled,
+                            "no answer to the size request".to_string(),
+                        )),
+                    },
+                };
+            (candidate, result)
+        });
+    }
     let mut size = None;
     let mut usable = Vec::new();
     let mut last_error = String::from("no provider answered");
-    for candidate in candidates {
-        if size.is_some() {
-            usable.push(candidate);
-            continue;
-        }
-        match node.data_plane.connect(candidate.node).await {
-            Ok(conn) => match tokio::time::timeout(
-                node.config.stall_timeout(),
-                iroh_blobs::get::request::get_verified_size(&conn, &iroh_hash),
-            )
-            .await
-            {
-                Ok(Ok((verified, _))) => {
-                    size = Some(verified);
-                    usable.push(candidate);
+    // Once one provider answered, others get a short grace period to join this round.
+    let grace = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(grace);
+    loop {
+        tokio::select! {
+            joined = probes.join_next() => match joined {
+                None => break,
+                Some(Err(_)) => {}
+                Some(Ok((candidate, Ok(verified)))) => {
+                    if size.is_none() {
+                        grace.as_mut().reset(Instant::now() + Duration::from_millis(100));
+                    }
+                    if *size.get_or_insert(verified) == verified {
+                        usable.push(candidate);
+                    } else {
+                        // Two verified sizes cannot differ for one hash; ignore the oddity.
+                        tracing::warn!("providers disagree on the verified size of {}", hash.short());
+                    }
                 }
-                Ok(Err(e)) => {
-                    let (failure, detail) = classify(&e);
+                Some(Ok((candidate, Err((failure, detail))))) => {
                     last_error = detail.clone();
                     node.penalise(candidate.key, failure, &detail);
                 }
-                Err(_) => {
-                    last_error = "provider did not answer the size request".into();
-                    node.penalise(candidate.key, Failure::Stalled, &last_error);
-                }
             },
-            Err(e) => {
-                last_error = format!("cannot connect: {e}");
-                node.penalise(candidate.key, Failure::Unreachable, &last_error);
-            }
+            _ = &mut grace => break,
         }
     }
     let Some(size) = size else {
@@ -254,7 +276,13 @@ async fn download(
         .await
         .map_err(|e| format!("local store: {e}"))?
         .ranges;
-    let range_bytes = node.config.fetch.range_bytes;
+    // One provider: one request for everything missing (splitting only adds round trips).
+    // Several: ranges they take turns on.
+    let range_bytes = if usable.len() == 1 {
+        size.max(1)
+    } else {
+        node.config.fetch.range_bytes
+    };
     let queue: VecDeque<Range<u64>> = (0..size.div_ceil(range_bytes).max(1))
         .map(|i| i * range_bytes..((i + 1) * range_bytes).min(size))
         .filter(|r| !present.is_superset(&ChunkRanges::bytes(r.clone())))
@@ -347,7 +375,15 @@ async fn worker(
 ) -> WorkerEnd {
     let mut bytes = 0;
     while let Some(range) = next_range(&queue) {
-        let request = GetRequest::blob_ranges(hash, ChunkRanges::bytes(range.clone()));
+        // A range handed back by a failed worker may be partly verified already.
+        let wanted = match store.blobs().observe(hash).await {
+            Ok(present) => ChunkRanges::bytes(range.clone()) - &present.ranges,
+            Err(_) => ChunkRanges::bytes(range.clone()),
+        };
+        if wanted.is_empty() {
+            continue;
+        }
+        let request = GetRequest::blob_ranges(hash, wanted);
         let mut progress = std::pin::pin!(
             store
                 .remote()

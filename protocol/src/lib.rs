@@ -1,7 +1,7 @@
 //! The StreamGate protocol, without I/O.
 //!
 //! Everything two nodes must agree on lives here as plain types and pure functions:
-//! content ids ([`ContentHash`]), the signed record a node publishes about its data-plane
+//! content ids ([`ContentHash`]), signed video manifests ([`SignedManifest`]), the signed record a node publishes about its data-plane
 //! addresses ([`NodeRecord`]), the gossip announcement of new content ([`Announcement`]),
 //! HTTP byte ranges ([`range`]), the size limits every decoder enforces ([`limits`]), and the
 //! provider reputation book a fetcher keeps ([`reputation`]).
@@ -12,6 +12,7 @@
 pub mod announce;
 pub mod content;
 pub mod limits;
+pub mod manifest;
 pub mod node_record;
 pub mod range;
 pub mod reputation;
@@ -19,5 +20,6 @@ mod wire;
 
 pub use announce::Announcement;
 pub use content::{ContentHash, ParseHashError};
+pub use manifest::{Manifest, ManifestError, SignedManifest};
 pub use node_record::{NodeRecord, RecordError, SignedNodeRecord};
 pub use wire::DecodeError;

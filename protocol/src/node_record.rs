@@ -146,7 +146,7 @@ fn signing_input(record: &NodeRecord) -> Vec<u8> {
 }
 
 /// serde has no impls for `[u8; 64]`; encode it as a byte string.
-mod signature_bytes {
+pub(crate) mod signature_bytes {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
     pub fn serialize<S: Serializer>(bytes: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {

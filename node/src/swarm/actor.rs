@@ -24,9 +24,6 @@ use super::{
 };
 use crate::{bounded::BoundedMap, identity::node_key_of, runfile::unix_now};
 
-/// A provider lookup answers as soon as it has this many providers: a fetch uses a few at
-/// once, and waiting for the whole DHT walk would only add latency.
-const ENOUGH_PROVIDERS: usize = 8;
 /// Concurrent `start_providing` queries; the rest wait in a queue (a node restarting with
 /// many blobs re-announces them gradually instead of flooding its neighbours).
 const MAX_PROVIDE_QUERIES: usize = 16;
@@ -377,13 +374,18 @@ impl Actor {
                         providers,
                         ..
                     })) => {
+                        let me = *self.swarm.local_peer_id();
                         if let Some(query) = self.provider_queries.get_mut(&id) {
                             for peer in providers {
-                                if !query.found.contains(&peer) {
+                                if peer != me && !query.found.contains(&peer) {
                                     query.found.push(peer);
                                 }
                             }
-                            if query.found.len() >= ENOUGH_PROVIDERS {
+                            // Answer with the first providers found rather than waiting for
+                            // the whole walk: provider entries live on the same closest
+                            // peers, so the first answer usually lists them all, and a walk
+                            // that meets dead peers can take seconds to end.
+                            if !query.found.is_empty() {
                                 if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
                                     q.finish();
                                 }

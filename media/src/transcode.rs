@@ -1,0 +1,1234 @@
+//! The transcoder: packets in, CMAF init and media segments out.
+//!
+//! ```text
+//!  send_packet ─▶ video decoder ─▶ filter graph (rotate, fps, yuv420p) ─▶ Arc<frame> ─┬─▶ rung worker thread ─┐
+//!       │                                                                            └─▶ rung worker thread ─┤
+//!       └─────▶ audio decoder ─▶ frame ─▶ audio worker thread (asplit: AAC, Opus) ─────────────────────────┤
+//!                                                                                                          ▼
+//!  receive ◀── Status::{Output(Init | Segment | Done), NeedInput, Finished} ◀── bounded output channel ◀────┘
+//! ```
+//!
+//! Push/pull: after each `send_packet`, call `receive` until it answers `NeedInput`; after
+//! `send_eof`, call it until `Finished`. Worker input queues hold 4 frames; when one is
+//! full, `send_packet` waits and meanwhile moves finished outputs into an internal queue,
+//! so producer and consumer can never block each other.
+//!
+//! Every video segment starts with an IDR frame: keyframes are forced every
+//! `segment_secs × fps` frames in every rung (the same frames, since all rungs see the same
+//! frame sequence), B-frames are off, GOPs are closed. Audio segments are cut at the same
+//! multiples of `segment_secs`.
+
+use std::{
+    collections::VecDeque,
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError, sync_channel},
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use ffmpeg_next::{
+    self as ffmpeg, ChannelLayout, Packet, Rational, Rescale, codec, decoder, encoder, filter,
+    format, frame, picture, software::scaling,
+};
+use streamgate_protocol::manifest::TrackKind;
+
+use crate::{
+    MediaError, MediaInfo,
+    cmaf::{Packaged, Packager},
+    ladder::{self, RungSpec},
+    probe,
+};
+
+/// How to transcode.
+#[derive(Debug, Clone)]
+pub struct TranscodeConfig {
+    pub ladder: Vec<RungSpec>,
+    /// Segment (and GOP) length in seconds.
+    pub segment_secs: u32,
+    pub x264_preset: String,
+    pub aac_bitrate: u64,
+    pub opus_bitrate: u64,
+    /// FFmpeg encoder for video: `libx264`, or a hardware one such as `h264_nvenc`.
+    pub video_encoder: String,
+    /// FFmpeg decoder to use instead of the default, e.g. `h264_cuvid` (NVDEC).
+    pub video_decoder: Option<String>,
+    /// Frame rates above this are reduced to it.
+    pub max_fps: u32,
+}
+
+impl Default for TranscodeConfig {
+    fn default() -> Self {
+        Self {
+            ladder: ladder::DEFAULT_LADDER.to_vec(),
+            segment_secs: 2,
+            x264_preset: "veryfast".into(),
+            aac_bitrate: 128_000,
+            opus_bitrate: 96_000,
+            video_encoder: "libx264".into(),
+            video_decoder: None,
+            max_fps: 60,
+        }
+    }
+}
+
+/// A track the transcoder will produce, known before encoding starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackPlan {
+    pub id: String,
+    pub kind: TrackKind,
+    pub width: u32,
+    pub height: u32,
+    /// Frames per second as a fraction (video).
+    pub frame_rate: (u32, u32),
+    pub sample_rate: u32,
+    pub channels: u32,
+    pub bitrate: u64,
+}
+
+/// Facts about a finished track.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackDone {
+    pub track: usize,
+    /// RFC 6381 codec string.
+    pub codec: String,
+    /// Units per second of segment durations.
+    pub timescale: u32,
+    /// Peak and average bits per second over segments.
+    pub bandwidth: u64,
+    pub average_bandwidth: u64,
+    /// Frames (video) or packets (audio) encoded.
+    pub frames: u64,
+}
+
+#[derive(Debug)]
+pub enum Output {
+    Init {
+        track: usize,
+        bytes: Vec<u8>,
+    },
+    Segment {
+        track: usize,
+        index: usize,
+        bytes: Vec<u8>,
+        duration: u64,
+    },
+    Done(TrackDone),
+}
+
+#[derive(Debug)]
+pub enum Status {
+    Output(Output),
+    NeedInput,
+    Finished,
+}
+
+/// Reports how far a track has got, in seconds of media.
+pub type ProgressFn = Arc<dyn Fn(usize, f64) + Send + Sync>;
+
+enum WorkerMsg {
+    Output(Output),
+    Failed(MediaError),
+    Exited,
+}
+
+/// Frames queued per worker: enough to keep both cores busy, small enough that memory stays
+/// at a few decoded frames (a 1080p frame is 3 MB).
+const WORKER_QUEUE: usize = 4;
+/// Outputs queued from all workers.
+const OUTPUT_QUEUE: usize = 32;
+
+pub struct Transcoder {
+    tracks: Vec<TrackPlan>,
+    video: Option<VideoFront>,
+    audio: Option<AudioFront>,
+    outputs: Receiver<WorkerMsg>,
+    pending: VecDeque<Output>,
+    failure: Option<MediaError>,
+    live_workers: usize,
+    _workers: Vec<JoinHandle<()>>,
+    eof_sent: bool,
+    declared_secs: f64,
+}
+
+impl std::fmt::Debug for Transcoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transcoder")
+            .field("tracks", &self.tracks)
+            .finish_non_exhaustive()
+    }
+}
+
+struct VideoFront {
+    stream_index: usize,
+    decoder: decoder::Video,
+    stream_time_base: Rational,
+    rotation: i32,
+    fps: Rational,
+    graph: Option<filter::Graph>,
+    senders: Vec<SyncSender<Option<Arc<frame::Video>>>>,
+    first_pts: Option<i64>,
+    last_pts: i64,
+    last_duration: i64,
+    corrupt_packets: u64,
+    packets: u64,
+}
+
+struct AudioFront {
+    stream_index: usize,
+    decoder: decoder::Audio,
+    stream_time_base: Rational,
+    sender: SyncSender<Option<frame::Audio>>,
+    first_pts: Option<i64>,
+    last_end: i64,
+    corrupt_packets: u64,
+    packets: u64,
+}
+
+fn decode_err(e: impl std::fmt::Display) -> MediaError {
+    MediaError::Decode(e.to_string())
+}
+
+fn encode_err(e: impl std::fmt::Display) -> MediaError {
+    MediaError::Encode(e.to_string())
+}
+
+impl Transcoder {
+    /// Sets up decoders for `input`'s streams and starts one worker per track.
+    pub fn new(
+        input: &format::context::Input,
+        info: &MediaInfo,
+        config: &TranscodeConfig,
+        progress: ProgressFn,
+    ) -> Result<Self, MediaError> {
+        let (out_tx, out_rx) = sync_channel(OUTPUT_QUEUE);
+        let mut tracks = Vec::new();
+        let mut workers = Vec::new();
+
+        let video = match &info.video {
+            None => None,
+            Some(v) => {
+                let stream = input
+                    .stream(v.stream_index)
+                    .ok_or_else(|| decode_err("video stream vanished"))?;
+                let fps = target_fps(v.frame_rate, config.max_fps);
+                let gop = ((f64::from(config.segment_secs) * f64::from(fps)).round() as u32).max(1);
+                let (display_w, display_h) = v.display_size();
+                let rungs = ladder::plan(display_w, display_h, &config.ladder);
+                let mut context =
+                    codec::Context::from_parameters(stream.parameters()).map_err(decode_err)?;
+                context.set_threading(ffmpeg::threading::Config {
+                    kind: ffmpeg::threading::Type::Frame,
+                    count: 0,
+                    ..Default::default()
+                });
+                let mut dec = context.decoder();
+                dec.set_packet_time_base(stream.time_base());
+                let decoder = match &config.video_decoder {
+                    Some(name) => {
+                        let codec = decoder::find_by_name(name).ok_or_else(|| {
+                            decode_err(format!("decoder {name} is not available"))
+                        })?;
+                        dec.open_as(codec)
+                            .and_then(|d| d.video())
+                            .map_err(decode_err)?
+                    }
+                    None => dec.video().map_err(decode_err)?,
+                };
+                let mut senders = Vec::new();
+                for rung in rungs {
+                    let track = tracks.len();
+                    let plan = TrackPlan {
+                        id: rung.id.clone(),
+                        kind: TrackKind::Video,
+                        width: rung.width,
+                        height: rung.height,
+                        frame_rate: (fps.numerator() as u32, fps.denominator() as u32),
+                        sample_rate: 0,
+                        channels: 0,
+                        bitrate: rung.video_bitrate,
+                    };
+                    let (tx, rx) = sync_channel(WORKER_QUEUE);
+                    senders.push(tx);
+                    let job = VideoJob {
+                        track,
+                        plan: plan.clone(),
+                        time_base: fps.invert(),
+                        fps,
+                        gop,
+                        encoder: config.video_encoder.clone(),
+                        preset: config.x264_preset.clone(),
+                    };
+                    let out = out_tx.clone();
+                    let progress = progress.clone();
+                    workers.push(
+                        std::thread::Builder::new()
+                            .name(format!("rung-{}", plan.id))
+                            .spawn(move || {
+                                run_worker(out, move |tx| video_worker(job, rx, tx, progress))
+                            })
+                            .map_err(encode_err)?,
+                    );
+                    tracks.push(plan);
+                }
+                Some(VideoFront {
+                    stream_index: v.stream_index,
+                    decoder,
+                    stream_time_base: stream.time_base(),
+                    rotation: v.rotation,
+                    fps,
+                    graph: None,
+                    senders,
+                    first_pts: None,
+                    last_pts: 0,
+                    last_duration: 0,
+                    corrupt_packets: 0,
+                    packets: 0,
+                })
+            }
+        };
+
+        let audio = match &info.audio {
+            None => None,
+            Some(a) => {
+                let stream = input
+                    .stream(a.stream_index)
+                    .ok_or_else(|| decode_err("audio stream vanished"))?;
+                let mut dec = codec::Context::from_parameters(stream.parameters())
+                    .map_err(decode_err)?
+                    .decoder();
+                dec.set_packet_time_base(stream.time_base());
+                let decoder = dec.audio().map_err(decode_err)?;
+                let aac = tracks.len();
+                for (id, bitrate) in [
+                    ("audio_aac", config.aac_bitrate),
+                    ("audio_opus", config.opus_bitrate),
+                ] {
+                    tracks.push(TrackPlan {
+                        id: id.into(),
+                        kind: TrackKind::Audio,
+                        width: 0,
+                        height: 0,
+                        frame_rate: (0, 1),
+                        sample_rate: 48_000,
+                        channels: 2,
+                        bitrate,
+                    });
+                }
+                let (tx, rx) = sync_channel(WORKER_QUEUE * 4);
+                let mut layout = decoder.channel_layout();
+                if layout.is_empty() {
+                    layout = ChannelLayout::default(i32::from(decoder.channels()));
+                }
+                let job = AudioJob {
+                    aac_track: aac,
+                    opus_track: aac + 1,
+                    aac_bitrate: config.aac_bitrate,
+                    opus_bitrate: config.opus_bitrate,
+                    segment_secs: config.segment_secs,
+                    input_time_base: stream.time_base(),
+                    input_rate: decoder.rate(),
+                    input_format: decoder.format(),
+                    input_layout: layout,
+                };
+                let out = out_tx.clone();
+                let progress = progress.clone();
+                workers.push(
+                    std::thread::Builder::new()
+                        .name("audio".into())
+                        .spawn(move || {
+                            run_worker(out, move |tx| audio_worker(job, rx, tx, progress))
+                        })
+                        .map_err(encode_err)?,
+                );
+                Some(AudioFront {
+                    stream_index: a.stream_index,
+                    decoder,
+                    stream_time_base: stream.time_base(),
+                    sender: tx,
+                    first_pts: None,
+                    last_end: 0,
+                    corrupt_packets: 0,
+                    packets: 0,
+                })
+            }
+        };
+
+        Ok(Self {
+            live_workers: workers.len(),
+            _workers: workers,
+            tracks,
+            video,
+            audio,
+            outputs: out_rx,
+            pending: VecDeque::new(),
+            failure: None,
+            eof_sent: false,
+            declared_secs: info.duration_secs,
+        })
+    }
+
+    /// The tracks this transcoder produces, in track-index order.
+    pub fn tracks(&self) -> &[TrackPlan] {
+        &self.tracks
+    }
+
+    /// Feeds one demuxed packet. Packets of other streams are ignored.
+    pub fn send_packet(&mut self, packet: &Packet) -> Result<(), MediaError> {
+        let stream = packet.stream();
+        if self
+            .video
+            .as_ref()
+            .is_some_and(|v| v.stream_index == stream)
+        {
+            self.video_packet(Some(packet))
+        } else if self
+            .audio
+            .as_ref()
+            .is_some_and(|a| a.stream_index == stream)
+        {
+            self.audio_packet(Some(packet))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Signals the end of input: decoders and encoders are drained.
+    pub fn send_eof(&mut self) -> Result<(), MediaError> {
+        if self.eof_sent {
+            return Ok(());
+        }
+        if self.video.is_some() {
+            self.video_packet(None)?;
+        }
+        if self.audio.is_some() {
+            self.audio_packet(None)?;
+        }
+        self.check_complete()?;
+        self.eof_sent = true;
+        Ok(())
+    }
+
+    /// The next output, or what the transcoder needs.
+    pub fn receive(&mut self) -> Result<Status, MediaError> {
+        if let Some(e) = self.failure.take() {
+            return Err(e);
+        }
+        if let Some(output) = self.pending.pop_front() {
+            return Ok(Status::Output(output));
+        }
+        loop {
+            let msg = if self.eof_sent {
+                if self.live_workers == 0 {
+                    return Ok(Status::Finished);
+                }
+                match self.outputs.recv() {
+                    Ok(msg) => msg,
+                    Err(_) => return Ok(Status::Finished),
+                }
+            } else {
+                match self.outputs.try_recv() {
+                    Ok(msg) => msg,
+                    Err(TryRecvError::Empty) => return Ok(Status::NeedInput),
+                    Err(TryRecvError::Disconnected) => {
+                        return Err(encode_err("all workers stopped"));
+                    }
+                }
+            };
+            match msg {
+                WorkerMsg::Output(output) => return Ok(Status::Output(output)),
+                WorkerMsg::Failed(e) => return Err(e),
+                WorkerMsg::Exited => self.live_workers = self.live_workers.saturating_sub(1),
+            }
+        }
+    }
+
+    /// Moves worker messages into `pending` for up to `wait`.
+    fn collect(&mut self, wait: Duration) -> Result<(), MediaError> {
+        match self.outputs.recv_timeout(wait) {
+            Ok(WorkerMsg::Output(o)) => self.pending.push_back(o),
+            Ok(WorkerMsg::Failed(e)) => return Err(e),
+            Ok(WorkerMsg::Exited) => self.live_workers = self.live_workers.saturating_sub(1),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return Err(encode_err("all workers stopped")),
+        }
+        Ok(())
+    }
+
+    /// Sends to a worker queue, collecting outputs while it is full.
+    fn send_to<T>(&mut self, sender: &SyncSender<T>, mut msg: T) -> Result<(), MediaError> {
+        loop {
+            match sender.try_send(msg) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(back)) => {
+                    msg = back;
+                    self.collect(Duration::from_millis(5))?;
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    // The worker stopped: its reason is in the output queue.
+                    loop {
+                        match self.outputs.recv_timeout(Duration::from_secs(5)) {
+                            Ok(WorkerMsg::Failed(e)) => return Err(e),
+                            Ok(WorkerMsg::Output(o)) => self.pending.push_back(o),
+                            Ok(WorkerMsg::Exited) => {}
+                            Err(_) => {
+                                return Err(encode_err("a worker stopped without saying why"));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn video_packet(&mut self, packet: Option<&Packet>) -> Result<(), MediaError> {
+        let Some(front) = self.video.as_mut() else {
+            return Ok(());
+        };
+        match packet {
+            Some(p) => {
+                front.packets += 1;
+                if let Err(e) = front.decoder.send_packet(p) {
+                    // A damaged packet is skipped, as players do; too many fail the job.
+                    front.corrupt_packets += 1;
+                    if front.corrupt_packets > 50 && front.corrupt_packets * 10 > front.packets {
+                        return Err(decode_err(format!("too many damaged video packets ({e})")));
+                    }
+                    return Ok(());
+                }
+            }
+            None => front.decoder.send_eof().map_err(decode_err)?,
+        }
+        let mut decoded = frame::Video::empty();
+        let mut frames = Vec::new();
+        while front.decoder.receive_frame(&mut decoded).is_ok() {
+            let pts = decoded
+                .timestamp()
+                .unwrap_or(front.last_pts + front.last_duration.max(1));
+            front.first_pts.get_or_insert(pts);
+            front.last_duration = decoded.packet().duration.max(0);
+            front.last_pts = pts;
+            decoded.set_pts(Some(pts));
+            if front.graph.is_none() {
+                front.graph = Some(video_graph(
+                    &decoded,
+                    front.stream_time_base,
+                    front.rotation,
+                    front.fps,
+                )?);
+            }
+            if let Some(graph) = front.graph.as_mut() {
+                add_to_graph(graph, &decoded)?;
+                pull_video(graph, &mut frames)?;
+            }
+            decoded = frame::Video::empty();
+        }
+        if packet.is_none()
+            && let Some(graph) = front.graph.as_mut()
+        {
+            // Closing at the end of the last frame (not at its start) keeps its duration, so
+            // the fps filter emits the same frame count as the source.
+            close_graph(graph, front.last_pts + front.last_duration.max(1))?;
+            pull_video(graph, &mut frames)?;
+        }
+        let senders = front.senders.clone();
+        for f in frames {
+            let shared = Arc::new(f);
+            for sender in &senders {
+                self.send_to(sender, Some(shared.clone()))?;
+            }
+        }
+        if packet.is_none() {
+            for sender in &senders {
+                self.send_to(sender, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn audio_packet(&mut self, packet: Option<&Packet>) -> Result<(), MediaError> {
+        let Some(front) = self.audio.as_mut() else {
+            return Ok(());
+        };
+        match packet {
+            Some(p) => {
+                front.packets += 1;
+                if front.decoder.send_packet(p).is_err() {
+                    front.corrupt_packets += 1;
+                    if front.corrupt_packets > 50 && front.corrupt_packets * 10 > front.packets {
+                        return Err(decode_err("too many damaged audio packets"));
+                    }
+                    return Ok(());
+                }
+            }
+            None => front.decoder.send_eof().map_err(decode_err)?,
+        }
+        let mut frames = Vec::new();
+        let mut decoded = frame::Audio::empty();
+        while front.decoder.receive_frame(&mut decoded).is_ok() {
+            let pts = decoded.timestamp().unwrap_or(front.last_end);
+            front.first_pts.get_or_insert(pts);
+            let samples = decoded.samples() as i64;
+            let duration = Rational(samples as i32, decoded.rate().max(1) as i32);
+            front.last_end =
+                pts + (f64::from(duration) / f64::from(front.stream_time_base)).round() as i64;
+            decoded.set_pts(Some(pts));
+            frames.push(std::mem::replace(&mut decoded, frame::Audio::empty()));
+        }
+        let sender = front.sender.clone();
+        for f in frames {
+            self.send_to(&sender, Some(f))?;
+        }
+        if packet.is_none() {
+            self.send_to(&sender, None)?;
+        }
+        Ok(())
+    }
+
+    /// A file cut off mid-stream ends early without an error from FFmpeg: compare what was
+    /// decoded with what the container declared.
+    fn check_complete(&self) -> Result<(), MediaError> {
+        let decoded = match (&self.video, &self.audio) {
+            (Some(v), _) if v.first_pts.is_some() => {
+                let ticks = v.last_pts + v.last_duration - v.first_pts.unwrap_or(0);
+                ticks as f64 * f64::from(v.stream_time_base)
+            }
+            (_, Some(a)) if a.first_pts.is_some() => {
+                (a.last_end - a.first_pts.unwrap_or(0)) as f64 * f64::from(a.stream_time_base)
+            }
+            _ => 0.0,
+        };
+        if decoded <= 0.0 {
+            return Err(MediaError::Decode("no frame could be decoded".into()));
+        }
+        if self.declared_secs > 1.0 && decoded < self.declared_secs * 0.9 - 0.5 {
+            return Err(MediaError::Truncated {
+                declared_secs: self.declared_secs,
+                decoded_secs: decoded,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Runs a worker body and reports its end.
+fn run_worker(
+    out: SyncSender<WorkerMsg>,
+    body: impl FnOnce(&SyncSender<WorkerMsg>) -> Result<(), MediaError>,
+) {
+    if let Err(e) = body(&out) {
+        let _ = out.send(WorkerMsg::Failed(e));
+    }
+    let _ = out.send(WorkerMsg::Exited);
+}
+
+fn target_fps(rate: (i32, i32), max_fps: u32) -> Rational {
+    let (num, den) = rate;
+    if num <= 0 || den <= 0 {
+        return Rational(30, 1);
+    }
+    let fps = f64::from(num) / f64::from(den);
+    if fps > f64::from(max_fps) || fps < 1.0 {
+        return Rational(max_fps.clamp(1, 240) as i32, 1);
+    }
+    Rational(num, den).reduce()
+}
+
+fn add_to_graph(graph: &mut filter::Graph, frame: &frame::Video) -> Result<(), MediaError> {
+    let mut ctx = graph
+        .get("in")
+        .ok_or_else(|| decode_err("filter graph lost its input"))?;
+    ctx.source().add(frame).map_err(decode_err)
+}
+
+fn close_graph(graph: &mut filter::Graph, pts: i64) -> Result<(), MediaError> {
+    let mut ctx = graph
+        .get("in")
+        .ok_or_else(|| decode_err("filter graph lost its input"))?;
+    ctx.source().close(pts).map_err(decode_err)
+}
+
+/// Rotation, frame rate and pixel format, applied once before the split to rungs.
+fn video_graph(
+    first: &frame::Video,
+    time_base: Rational,
+    rotation: i32,
+    fps: Rational,
+) -> Result<filter::Graph, MediaError> {
+    let mut graph = filter::Graph::new();
+    let pix: ffmpeg::ffi::AVPixelFormat = first.format().into();
+    let sar = first.aspect_ratio();
+    let (sar_n, sar_d) = if sar.numerator() > 0 && sar.denominator() > 0 {
+        (sar.numerator(), sar.denominator())
+    } else {
+        (1, 1)
+    };
+    let args = format!(
+        "video_size={}x{}:pix_fmt={}:time_base={}/{}:pixel_aspect={sar_n}/{sar_d}",
+        first.width(),
+        first.height(),
+        pix as i32,
+        time_base.numerator(),
+        time_base.denominator()
+    );
+    let buffer = filter::find("buffer").ok_or_else(|| decode_err("no buffer filter"))?;
+    let sink = filter::find("buffersink").ok_or_else(|| decode_err("no buffersink filter"))?;
+    graph.add(&buffer, "in", &args).map_err(decode_err)?;
+    graph.add(&sink, "out", "").map_err(decode_err)?;
+    let rotate = match rotation.rem_euclid(360) {
+        90 => "transpose=clock,",
+        180 => "hflip,vflip,",
+        270 => "transpose=cclock,",
+        _ => "",
+    };
+    let spec = format!(
+        "{rotate}fps=fps={}/{}:round=near,format=yuv420p",
+        fps.numerator(),
+        fps.denominator()
+    );
+    graph
+        .output("in", 0)
+        .and_then(|p| p.input("out", 0))
+        .and_then(|p| p.parse(&spec))
+        .map_err(decode_err)?;
+    graph.validate().map_err(decode_err)?;
+    Ok(graph)
+}
+
+fn pull_video(graph: &mut filter::Graph, frames: &mut Vec<frame::Video>) -> Result<(), MediaError> {
+    let Some(mut out) = graph.get("out") else {
+        return Err(decode_err("filter graph lost its output"));
+    };
+    let mut sink = out.sink();
+    loop {
+        let mut f = frame::Video::empty();
+        match sink.frame(&mut f) {
+            Ok(()) => frames.push(f),
+            Err(ffmpeg::Error::Eof) => return Ok(()),
+            Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => {
+                return Ok(());
+            }
+            Err(e) => return Err(decode_err(e)),
+        }
+    }
+}
+
+struct VideoJob {
+    track: usize,
+    plan: TrackPlan,
+    time_base: Rational,
+    fps: Rational,
+    gop: u32,
+    encoder: String,
+    preset: String,
+}
+
+fn video_worker(
+    job: VideoJob,
+    frames: Receiver<Option<Arc<frame::Video>>>,
+    out: &SyncSender<WorkerMsg>,
+    progress: ProgressFn,
+) -> Result<(), MediaError> {
+    let codec = encoder::find_by_name(&job.encoder)
+        .ok_or_else(|| encode_err(format!("encoder {} is not available", job.encoder)))?;
+    let mut enc = codec::Context::new_with_codec(codec)
+        .encoder()
+        .video()
+        .map_err(encode_err)?;
+    enc.set_width(job.plan.width);
+    enc.set_height(job.plan.height);
+    enc.set_format(format::Pixel::YUV420P);
+    enc.set_time_base(job.time_base);
+    enc.set_frame_rate(Some(job.fps));
+    let bitrate = job.plan.bitrate;
+    let mut options = ffmpeg::Dictionary::new();
+    let gop = job.gop.to_string();
+    for (key, value) in [
+        ("bf", "0"),
+        ("g", gop.as_str()),
+        ("keyint_min", gop.as_str()),
+        ("sc_threshold", "0"),
+        // Closed GOPs, and codec headers in the init segment rather than in-band.
+        ("flags", "+cgop+global_header"),
+        ("forced-idr", "1"),
+        ("b", &bitrate.to_string()),
+        ("maxrate", &(bitrate * 11 / 10).to_string()),
+        ("bufsize", &(bitrate * 2).to_string()),
+    ] {
+        options.set(key, value);
+    }
+    if job.encoder == "libx264" {
+        options.set("preset", &job.preset);
+    } else {
+        // NVENC spelling of the same constraints.
+        options.set("no-scenecut", "1");
+        options.set("strict_gop", "1");
+    }
+    let mut enc = enc.open_as_with(codec, options).map_err(encode_err)?;
+    let codec_string = avc_codec_string(&enc);
+    let mut packager = Packager::new(&enc, codec, job.time_base)?;
+    let mut scaler: Option<scaling::Context> = None;
+    let mut index: i64 = 0;
+    let mut stats = SegmentStats::new(job.track);
+    let mut packet = Packet::empty();
+    let mut emitted = Vec::new();
+    let gop = i64::from(job.gop);
+    let report_every = (f64::from(job.fps).round() as i64).max(1);
+
+    let mut drain = |enc: &mut encoder::Video,
+                     packager: &mut Packager,
+                     stats: &mut SegmentStats|
+     -> Result<(), MediaError> {
+        while enc.receive_packet(&mut packet).is_ok() {
+            let key = packet.is_key();
+            stats.frames += 1;
+            packager.write(
+                std::mem::replace(&mut packet, Packet::empty()),
+                key,
+                &mut emitted,
+            )?;
+            stats.emit(&mut emitted, out)?;
+        }
+        Ok(())
+    };
+
+    while let Ok(Some(source)) = frames.recv() {
+        let mut picture = frame::Video::empty();
+        if source.width() == job.plan.width && source.height() == job.plan.height {
+            ref_frame(&mut picture, &source)?;
+        } else {
+            let scaler = match scaler.as_mut() {
+                Some(s) => s,
+                None => scaler.insert(
+                    scaling::Context::get(
+                        source.format(),
+                        source.width(),
+                        source.height(),
+                        format::Pixel::YUV420P,
+                        job.plan.width,
+                        job.plan.height,
+                        scaling::Flags::BICUBIC,
+                    )
+                    .map_err(encode_err)?,
+                ),
+            };
+            scaler.run(&source, &mut picture).map_err(encode_err)?;
+        }
+        picture.set_pts(Some(index));
+        // Decoded frames carry their source picture type; anything but None would force it.
+        picture.set_kind(if index % gop == 0 {
+            picture::Type::I
+        } else {
+            picture::Type::None
+        });
+        enc.send_frame(&picture).map_err(encode_err)?;
+        drain(&mut enc, &mut packager, &mut stats)?;
+        index += 1;
+        if index % report_every == 0 {
+            progress(job.track, index as f64 / f64::from(job.fps));
+        }
+    }
+    enc.send_eof().map_err(encode_err)?;
+    drain(&mut enc, &mut packager, &mut stats)?;
+    packager.finish(&mut emitted)?;
+    stats.emit(&mut emitted, out)?;
+    progress(job.track, index as f64 / f64::from(job.fps));
+    let timescale = packager.timescale();
+    stats.done(codec_string, timescale, out)
+}
+
+/// A new reference to `source`'s buffers (no copy), so the worker owns a frame it may
+/// stamp with its own pts and picture type.
+fn ref_frame(dest: &mut frame::Video, source: &frame::Video) -> Result<(), MediaError> {
+    // SAFETY: both frames are valid AVFrames; dest is empty, so av_frame_ref may fill it.
+    #[allow(unsafe_code)]
+    let r = unsafe { ffmpeg::ffi::av_frame_ref(dest.as_mut_ptr(), source.as_ptr()) };
+    if r < 0 {
+        return Err(encode_err(ffmpeg::Error::from(r)));
+    }
+    Ok(())
+}
+
+/// `avc1.PPCCLL` from the encoder's SPS (RFC 6381).
+fn avc_codec_string(enc: &encoder::Video) -> String {
+    // SAFETY: extradata/extradata_size describe a buffer owned by the open encoder.
+    #[allow(unsafe_code)]
+    let extradata: &[u8] = unsafe {
+        let ctx = enc.as_ptr();
+        if (*ctx).extradata.is_null() || (*ctx).extradata_size <= 0 {
+            &[]
+        } else {
+            std::slice::from_raw_parts((*ctx).extradata, (*ctx).extradata_size as usize)
+        }
+    };
+    let sps = if extradata.first() == Some(&1) && extradata.len() >= 4 {
+        // avcC: version, profile, compatibility, level.
+        Some([extradata[1], extradata[2], extradata[3]])
+    } else {
+        // Annex B: find the SPS NAL unit (type 7) after a start code.
+        extradata
+            .windows(7)
+            .find(|w| w[0..3] == [0, 0, 1] && w[3] & 0x1f == 7)
+            .map(|w| [w[4], w[5], w[6]])
+    };
+    match sps {
+        Some([profile, compat, level]) => format!("avc1.{profile:02x}{compat:02x}{level:02x}"),
+        // High profile, level 4.0: a safe description when the SPS cannot be read.
+        None => "avc1.640028".into(),
+    }
+}
+
+/// Counts segments and bytes of one track, and forwards its packaged output.
+struct SegmentStats {
+    track: usize,
+    next_index: usize,
+    total_bytes: u64,
+    total_ticks: u64,
+    peak_bps: f64,
+    frames: u64,
+}
+
+impl SegmentStats {
+    fn new(track: usize) -> Self {
+        Self {
+            track,
+            next_index: 0,
+            total_bytes: 0,
+            total_ticks: 0,
+            peak_bps: 0.0,
+            frames: 0,
+        }
+    }
+
+    fn emit(
+        &mut self,
+        packaged: &mut Vec<Packaged>,
+        out: &SyncSender<WorkerMsg>,
+    ) -> Result<(), MediaError> {
+        for item in packaged.drain(..) {
+            let output = match item {
+                Packaged::Init(bytes) => Output::Init {
+                    track: self.track,
+                    bytes,
+                },
+                Packaged::Segment { bytes, duration } => {
+                    self.total_bytes += bytes.len() as u64;
+                    self.total_ticks += duration;
+                    let index = self.next_index;
+                    self.next_index += 1;
+                    Output::Segment {
+                        track: self.track,
+                        index,
+                        duration,
+                        bytes,
+                    }
+                }
+            };
+            if let Output::Segment {
+                bytes, duration, ..
+            } = &output
+            {
+                // Bits per tick; `done` converts to bits per second once the timescale is known.
+                let bits = bytes.len() as f64 * 8.0;
+                self.peak_bps = self.peak_bps.max(bits / (*duration).max(1) as f64);
+            }
+            out.send(WorkerMsg::Output(output))
+                .map_err(|_| MediaError::Cancelled)?;
+        }
+        Ok(())
+    }
+
+    fn done(
+        self,
+        codec: String,
+        timescale: u32,
+        out: &SyncSender<WorkerMsg>,
+    ) -> Result<(), MediaError> {
+        let scale = f64::from(timescale.max(1));
+        let seconds = self.total_ticks as f64 / scale;
+        let average = if seconds > 0.0 {
+            self.total_bytes as f64 * 8.0 / seconds
+        } else {
+            0.0
+        };
+        let done = TrackDone {
+            track: self.track,
+            codec,
+            timescale,
+            bandwidth: (self.peak_bps * scale).ceil().max(average).max(1.0) as u64,
+            average_bandwidth: average.ceil().max(1.0) as u64,
+            frames: self.frames,
+        };
+        out.send(WorkerMsg::Output(Output::Done(done)))
+            .map_err(|_| MediaError::Cancelled)
+    }
+}
+
+struct AudioJob {
+    aac_track: usize,
+    opus_track: usize,
+    aac_bitrate: u64,
+    opus_bitrate: u64,
+    segment_secs: u32,
+    input_time_base: Rational,
+    input_rate: u32,
+    input_format: format::Sample,
+    input_layout: ChannelLayout,
+}
+
+/// One audio encoding: encoder, packager, and where its next segment starts.
+struct AudioLane {
+    track: usize,
+    encoder: encoder::Audio,
+    packager: Packager,
+    sink: String,
+    next_cut: i64,
+    cut_every: i64,
+    stats: SegmentStats,
+    codec: String,
+}
+
+const AUDIO_RATE: i32 = 48_000;
+
+fn audio_lane(
+    track: usize,
+    name: &str,
+    format: format::Sample,
+    bitrate: u64,
+    segment_secs: u32,
+    sink: &str,
+    codec_string: &str,
+) -> Result<AudioLane, MediaError> {
+    let codec = encoder::find_by_name(name)
+        .ok_or_else(|| encode_err(format!("encoder {name} is not available")))?;
+    let mut enc = codec::Context::new_with_codec(codec)
+        .encoder()
+        .audio()
+        .map_err(encode_err)?;
+    enc.set_rate(AUDIO_RATE);
+    enc.set_channel_layout(ChannelLayout::STEREO);
+    enc.set_channels(2);
+    enc.set_format(format);
+    enc.set_bit_rate(bitrate as usize);
+    enc.set_time_base(Rational(1, AUDIO_RATE));
+    enc.set_flags(codec::Flags::GLOBAL_HEADER);
+    let enc = enc.open_as(codec).map_err(encode_err)?;
+    let packager = Packager::new(&enc, codec, Rational(1, AUDIO_RATE))?;
+    let cut_every = i64::from(segment_secs) * i64::from(AUDIO_RATE);
+    Ok(AudioLane {
+        track,
+        encoder: enc,
+        packager,
+        sink: sink.into(),
+        next_cut: cut_every,
+        cut_every,
+        stats: SegmentStats::new(track),
+        codec: codec_string.into(),
+    })
+}
+
+impl AudioLane {
+    fn drain(
+        &mut self,
+        emitted: &mut Vec<Packaged>,
+        out: &SyncSender<WorkerMsg>,
+    ) -> Result<(), MediaError> {
+        let mut packet = Packet::empty();
+        while self.encoder.receive_packet(&mut packet).is_ok() {
+            let pts = packet.pts().unwrap_or(0);
+            // Every audio packet is a sync sample; cut at the same multiples of the
+            // segment length as video.
+            let cut = pts >= self.next_cut;
+            if cut {
+                while self.next_cut <= pts {
+                    self.next_cut += self.cut_every;
+                }
+            }
+            self.stats.frames += 1;
+            self.packager.write(
+                std::mem::replace(&mut packet, Packet::empty()),
+                cut,
+                emitted,
+            )?;
+            self.stats.emit(emitted, out)?;
+        }
+        Ok(())
+    }
+}
+
+fn audio_worker(
+    job: AudioJob,
+    frames: Receiver<Option<frame::Audio>>,
+    out: &SyncSender<WorkerMsg>,
+    progress: ProgressFn,
+) -> Result<(), MediaError> {
+    let mut lanes = [
+        audio_lane(
+            job.aac_track,
+            "aac",
+            format::Sample::F32(format::sample::Type::Planar),
+            job.aac_bitrate,
+            job.segment_secs,
+            "sink_aac",
+            "mp4a.40.2",
+        )?,
+        audio_lane(
+            job.opus_track,
+            "libopus",
+            format::Sample::F32(format::sample::Type::Packed),
+            job.opus_bitrate,
+            job.segment_secs,
+            "sink_opus",
+            "opus",
+        )?,
+    ];
+    let mut graph = filter::Graph::new();
+    let sample_fmt: ffmpeg::ffi::AVSampleFormat = job.input_format.into();
+    let args = format!(
+        "time_base={}/{}:sample_rate={}:sample_fmt={}:channel_layout=0x{:x}",
+        job.input_time_base.numerator(),
+        job.input_time_base.denominator(),
+        job.input_rate,
+        sample_fmt as i32,
+        job.input_layout.bits()
+    );
+    let abuffer = filter::find("abuffer").ok_or_else(|| encode_err("no abuffer filter"))?;
+    let sink = filter::find("abuffersink").ok_or_else(|| encode_err("no abuffersink filter"))?;
+    graph.add(&abuffer, "in", &args).map_err(encode_err)?;
+    graph.add(&sink, "sink_aac", "").map_err(encode_err)?;
+    graph.add(&sink, "sink_opus", "").map_err(encode_err)?;
+    graph
+        .output("in", 0)
+        .and_then(|p| p.input("sink_aac", 0))
+        .and_then(|p| p.input("sink_opus", 0))
+        .and_then(|p| {
+            p.parse(
+                "asplit=2[a0][a1];\
+                 [a0]aresample=48000,aformat=sample_fmts=fltp:sample_rates=48000:channel_layouts=stereo[sink_aac];\
+                 [a1]aresample=48000,aformat=sample_fmts=flt:sample_rates=48000:channel_layouts=stereo[sink_opus]",
+            )
+        })
+        .map_err(encode_err)?;
+    graph.validate().map_err(encode_err)?;
+    for lane in &lanes {
+        if let Some(mut ctx) = graph.get(&lane.sink) {
+            ctx.sink().set_frame_size(lane.encoder.frame_size());
+        }
+    }
+    let mut emitted = Vec::new();
+    let mut seconds_reported = 0.0;
+    let mut eof = false;
+    while !eof {
+        let msg = frames.recv().unwrap_or(None);
+        match msg {
+            Some(f) => {
+                let mut ctx = graph
+                    .get("in")
+                    .ok_or_else(|| encode_err("filter graph lost its input"))?;
+                ctx.source().add(&f).map_err(encode_err)?;
+            }
+            None => {
+                eof = true;
+                let mut ctx = graph
+                    .get("in")
+                    .ok_or_else(|| encode_err("filter graph lost its input"))?;
+                ctx.source().flush().map_err(encode_err)?;
+            }
+        }
+        for lane in lanes.iter_mut() {
+            let Some(mut ctx) = graph.get(&lane.sink) else {
+                continue;
+            };
+            let sink_tb = ctx.sink().time_base();
+            loop {
+                let mut f = frame::Audio::empty();
+                match ctx.sink().frame(&mut f) {
+                    Ok(()) => {
+                        let pts = f.pts().map(|p| p.rescale(sink_tb, Rational(1, AUDIO_RATE)));
+                        f.set_pts(pts);
+                        lane.encoder.send_frame(&f).map_err(encode_err)?;
+                        lane.drain(&mut emitted, out)?;
+                        if let Some(p) = pts {
+                            let secs = p as f64 / f64::from(AUDIO_RATE);
+                            if secs - seconds_reported >= 1.0 {
+                                seconds_reported = secs;
+                                progress(lane.track, secs);
+                            }
+                        }
+                    }
+                    Err(ffmpeg::Error::Eof) => break,
+                    Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => {
+                        break;
+                    }
+                    Err(e) => return Err(encode_err(e)),
+                }
+            }
+        }
+    }
+    for lane in lanes.iter_mut() {
+        lane.encoder.send_eof().map_err(encode_err)?;
+        lane.drain(&mut emitted, out)?;
+        lane.packager.finish(&mut emitted)?;
+        lane.stats.emit(&mut emitted, out)?;
+    }
+    for lane in lanes {
+        let timescale = lane.packager.timescale();
+        progress(
+            lane.track,
+            lane.stats.total_ticks as f64 / f64::from(timescale.max(1)),
+        );
+        lane.stats.done(lane.codec, timescale, out)?;
+    }
+    Ok(())
+}
+
+/// What `transcode_file` produced.
+#[derive(Debug, Clone)]
+pub struct TranscodeResult {
+    pub info: MediaInfo,
+    pub tracks: Vec<TrackPlan>,
+}
+
+/// Transcodes the file at `path`, handing every output to `sink` as it is produced.
+/// `cancel` is checked between packets.
+pub fn transcode_file(
+    path: &Path,
+    config: &TranscodeConfig,
+    progress: ProgressFn,
+    cancel: &AtomicBool,
+    mut sink: impl FnMut(Output) -> Result<(), MediaError>,
+) -> Result<TranscodeResult, MediaError> {
+    let mut input = probe::open_input(path)?;
+    let info = probe::info_of(&input)?;
+    let mut transcoder = Transcoder::new(&input, &info, config, progress)?;
+    let tracks = transcoder.tracks().to_vec();
+    let mut packet = Packet::empty();
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(MediaError::Cancelled);
+        }
+        match packet.read(&mut input) {
+            Ok(()) => transcoder.send_packet(&packet)?,
+            Err(ffmpeg::Error::Eof) => break,
+            Err(e) => return Err(decode_err(e)),
+        }
+        loop {
+            match transcoder.receive()? {
+                Status::Output(output) => sink(output)?,
+                Status::NeedInput | Status::Finished => break,
+            }
+        }
+    }
+    transcoder.send_eof()?;
+    loop {
+        match transcoder.receive()? {
+            Status::Output(output) => sink(output)?,
+            Status::Finished => break,
+            Status::NeedInput => {}
+        }
+    }
+    Ok(TranscodeResult { info, tracks })
+}

@@ -1,0 +1,401 @@
+//! The manifest: everything a node needs to serve a published video, signed by its creator.
+//!
+//! A manifest lists the tracks (one per video rung, plus audio), and for each track its
+//! codec, bandwidth and the BLAKE3 hash, size and duration of its init segment and of every
+//! media segment. Playlists (HLS, DASH) are rendered from it on any node, so the manifest is
+//! the only thing that must be agreed on.
+//!
+//! The manifest id is the BLAKE3 hash of the signed manifest's canonical encoding, which is
+//! also the hash of the blob the manifest is stored in: fetching a manifest by id verifies it.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    ContentHash,
+    wire::{self, DecodeError},
+};
+
+const VERSION: u8 = 1;
+const SIGNING_DOMAIN: &[u8] = b"streamgate/manifest/v1\0";
+
+/// Largest encoded manifest. With the segment limit below, a manifest of the longest video
+/// fits with room to spare (about 45 bytes per segment).
+pub const MAX_MANIFEST_BYTES: usize = 16 * 1024 * 1024;
+/// Tracks in one manifest: a ladder of up to 8 rungs plus audio tracks.
+pub const MAX_TRACKS: usize = 16;
+/// Segments per track: 100 000 segments of 2 s is 55 hours.
+pub const MAX_SEGMENTS: usize = 100_000;
+/// Largest media segment (a 2 s segment at 200 Mbit/s is 50 MB).
+pub const MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest init segment.
+pub const MAX_INIT_BYTES: u64 = 1024 * 1024;
+pub const MAX_TITLE_BYTES: usize = 256;
+const MAX_TRACK_ID_BYTES: usize = 32;
+const MAX_CODEC_BYTES: usize = 64;
+
+/// A published video.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub title: String,
+    /// Seconds since the Unix epoch.
+    pub created_at: u64,
+    /// Duration of the longest track, in milliseconds.
+    pub duration_ms: u64,
+    /// The creator's Ed25519 public key, which signs the manifest.
+    pub creator: [u8; 32],
+    pub tracks: Vec<Track>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackKind {
+    Video,
+    Audio,
+}
+
+/// One rendition: a video rung or an audio encoding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Track {
+    /// Short name used in URLs, e.g. `720p` or `audio_aac`: `[a-z0-9_]`, 1 to 32 characters.
+    pub id: String,
+    pub kind: TrackKind,
+    /// RFC 6381 codec string, e.g. `avc1.64001f`, `mp4a.40.2`, `opus`.
+    pub codec: String,
+    /// Peak bits per second, as HLS `BANDWIDTH` wants it.
+    pub bandwidth: u64,
+    /// Average bits per second.
+    pub average_bandwidth: u64,
+    pub video: Option<VideoParams>,
+    pub audio: Option<AudioParams>,
+    /// Units per second of segment durations.
+    pub timescale: u32,
+    pub init: SegmentRef,
+    pub segments: Vec<SegmentRef>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VideoParams {
+    pub width: u32,
+    pub height: u32,
+    /// Frames per second as a fraction.
+    pub frame_rate_num: u32,
+    pub frame_rate_den: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AudioParams {
+    pub sample_rate: u32,
+    pub channels: u32,
+}
+
+/// A segment: its content hash, size, and duration in the track's timescale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentRef {
+    pub hash: ContentHash,
+    pub size: u64,
+    pub duration: u64,
+}
+
+/// A manifest with its creator's signature: what is stored and moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedManifest {
+    pub manifest: Manifest,
+    #[serde(with = "crate::node_record::signature_bytes")]
+    pub signature: [u8; 64],
+}
+
+/// Why a manifest is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManifestError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("manifest signature does not verify against its creator key")]
+    BadSignature,
+    #[error("manifest creator is not a valid Ed25519 public key")]
+    BadCreatorKey,
+    #[error("manifest is invalid: {0}")]
+    Invalid(String),
+}
+
+impl Manifest {
+    /// Checks every field; the message names the first problem found.
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        let invalid = |msg: String| Err(ManifestError::Invalid(msg));
+        if self.title.len() > MAX_TITLE_BYTES {
+            return invalid(format!(
+                "title is {} bytes; at most {MAX_TITLE_BYTES}",
+                self.title.len()
+            ));
+        }
+        if self.title.chars().any(char::is_control) {
+            return invalid("title contains control characters".into());
+        }
+        if self.tracks.is_empty() || self.tracks.len() > MAX_TRACKS {
+            return invalid(format!(
+                "{} tracks; between 1 and {MAX_TRACKS} are allowed",
+                self.tracks.len()
+            ));
+        }
+        for (i, track) in self.tracks.iter().enumerate() {
+            if self.tracks[..i].iter().any(|t| t.id == track.id) {
+                return invalid(format!("track id {:?} appears twice", track.id));
+            }
+            track.validate()?;
+        }
+        Ok(())
+    }
+
+    /// Signs the manifest; the key must be the creator key.
+    pub fn sign(self, key: &SigningKey) -> SignedManifest {
+        debug_assert_eq!(key.verifying_key().to_bytes(), self.creator);
+        let signature = key.sign(&signing_input(&self)).to_bytes();
+        SignedManifest {
+            manifest: self,
+            signature,
+        }
+    }
+
+    pub fn track(&self, id: &str) -> Option<&Track> {
+        self.tracks.iter().find(|t| t.id == id)
+    }
+
+    /// Every blob the manifest refers to: init and media segments of every track.
+    pub fn blobs(&self) -> impl Iterator<Item = &SegmentRef> {
+        self.tracks
+            .iter()
+            .flat_map(|t| std::iter::once(&t.init).chain(t.segments.iter()))
+    }
+}
+
+impl Track {
+    fn validate(&self) -> Result<(), ManifestError> {
+        let invalid = |msg: String| {
+            Err(ManifestError::Invalid(format!(
+                "track {:?}: {msg}",
+                self.id
+            )))
+        };
+        let id_ok = !self.id.is_empty()
+            && self.id.len() <= MAX_TRACK_ID_BYTES
+            && self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !id_ok {
+            return invalid("id must be 1 to 32 characters of a-z, 0-9 and _".into());
+        }
+        // The codec string is written into playlists: only RFC 6381 characters may appear.
+        let codec_ok = !self.codec.is_empty()
+            && self.codec.len() <= MAX_CODEC_BYTES
+            && self
+                .codec
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        if !codec_ok {
+            return invalid(format!(
+                "codec {:?} is not an RFC 6381 codec string",
+                self.codec
+            ));
+        }
+        match (self.kind, &self.video, &self.audio) {
+            (TrackKind::Video, Some(v), None) => {
+                if v.width == 0 || v.height == 0 || v.width > 16384 || v.height > 16384 {
+                    return invalid(format!("dimensions {}x{} out of range", v.width, v.height));
+                }
+                if v.frame_rate_num == 0 || v.frame_rate_den == 0 {
+                    return invalid("frame rate must be positive".into());
+                }
+            }
+            (TrackKind::Audio, None, Some(a)) => {
+                if a.sample_rate == 0 || a.channels == 0 || a.channels > 64 {
+                    return invalid("audio parameters out of range".into());
+                }
+            }
+            _ => return invalid("kind does not match its parameters".into()),
+        }
+        if self.timescale == 0 {
+            return invalid("timescale must be positive".into());
+        }
+        if self.bandwidth == 0 {
+            return invalid("bandwidth must be positive".into());
+        }
+        if self.init.size == 0 || self.init.size > MAX_INIT_BYTES {
+            return invalid(format!("init segment size {} out of range", self.init.size));
+        }
+        if self.segments.is_empty() || self.segments.len() > MAX_SEGMENTS {
+            return invalid(format!(
+                "{} segments; between 1 and {MAX_SEGMENTS} are allowed",
+                self.segments.len()
+            ));
+        }
+        for (i, seg) in self.segments.iter().enumerate() {
+            if seg.size == 0 || seg.size > MAX_SEGMENT_BYTES {
+                return invalid(format!("segment {i} size {} out of range", seg.size));
+            }
+            if seg.duration == 0 {
+                return invalid(format!("segment {i} has no duration"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Total duration in seconds.
+    pub fn duration_secs(&self) -> f64 {
+        let ticks: u64 = self.segments.iter().map(|s| s.duration).sum();
+        ticks as f64 / f64::from(self.timescale)
+    }
+
+    /// Longest segment, in seconds.
+    pub fn max_segment_secs(&self) -> f64 {
+        self.segments.iter().map(|s| s.duration).max().unwrap_or(0) as f64
+            / f64::from(self.timescale)
+    }
+}
+
+impl SignedManifest {
+    pub fn encode(&self) -> Vec<u8> {
+        wire::encode(VERSION, self)
+    }
+
+    /// The manifest id: the hash of the encoding.
+    pub fn id(&self) -> ContentHash {
+        ContentHash::of(&self.encode())
+    }
+
+    /// Decodes, validates every field, and checks the signature.
+    pub fn decode_verified(bytes: &[u8]) -> Result<Self, ManifestError> {
+        let signed: Self = wire::decode("manifest", VERSION, MAX_MANIFEST_BYTES, bytes)?;
+        signed.verify()?;
+        Ok(signed)
+    }
+
+    pub fn verify(&self) -> Result<(), ManifestError> {
+        self.manifest.validate()?;
+        let key = VerifyingKey::from_bytes(&self.manifest.creator)
+            .map_err(|_| ManifestError::BadCreatorKey)?;
+        key.verify_strict(
+            &signing_input(&self.manifest),
+            &Signature::from_bytes(&self.signature),
+        )
+        .map_err(|_| ManifestError::BadSignature)
+    }
+}
+
+fn signing_input(manifest: &Manifest) -> Vec<u8> {
+    let mut input = SIGNING_DOMAIN.to_vec();
+    input.extend_from_slice(&wire::encode(VERSION, manifest));
+    input
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    pub(crate) fn sample(key: &SigningKey) -> Manifest {
+        let seg = |n: u8| SegmentRef {
+            hash: ContentHash::of(&[n]),
+            size: 1000 + u64::from(n),
+            duration: 180_000,
+        };
+        Manifest {
+            title: "Test clip".into(),
+            created_at: 1_800_000_000,
+            duration_ms: 4000,
+            creator: key.verifying_key().to_bytes(),
+            tracks: vec![
+                Track {
+                    id: "720p".into(),
+                    kind: TrackKind::Video,
+                    codec: "avc1.64001f".into(),
+                    bandwidth: 3_000_000,
+                    average_bandwidth: 2_800_000,
+                    video: Some(VideoParams {
+                        width: 1280,
+                        height: 720,
+                        frame_rate_num: 30,
+                        frame_rate_den: 1,
+                    }),
+                    audio: None,
+                    timescale: 90_000,
+                    init: seg(0),
+                    segments: vec![seg(1), seg(2)],
+                },
+                Track {
+                    id: "audio_aac".into(),
+                    kind: TrackKind::Audio,
+                    codec: "mp4a.40.2".into(),
+                    bandwidth: 130_000,
+                    average_bandwidth: 128_000,
+                    video: None,
+                    audio: Some(AudioParams {
+                        sample_rate: 48_000,
+                        channels: 2,
+                    }),
+                    timescale: 48_000,
+                    init: seg(3),
+                    segments: vec![seg(4), seg(5)],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn signed_manifest_round_trips_and_id_is_hash_of_encoding() {
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let signed = sample(&key).sign(&key);
+        let bytes = signed.encode();
+        let back = SignedManifest::decode_verified(&bytes).expect("valid");
+        assert_eq!(back, signed);
+        assert_eq!(back.id(), ContentHash::of(&bytes));
+        assert_eq!(signed.manifest.blobs().count(), 6);
+    }
+
+    #[test]
+    fn tampering_is_refused_with_a_reason() {
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let mut signed = sample(&key).sign(&key);
+        signed.manifest.tracks[0].segments[1].hash = ContentHash::of(b"other");
+        assert_eq!(signed.verify(), Err(ManifestError::BadSignature));
+        let mut bad = sample(&key);
+        bad.tracks[0].codec = "avc1\",evil".into();
+        assert!(
+            matches!(bad.sign(&key).verify(), Err(ManifestError::Invalid(m)) if m.contains("codec"))
+        );
+        let mut bad = sample(&key);
+        bad.tracks[1].id = "720p".into();
+        assert!(
+            matches!(bad.sign(&key).verify(), Err(ManifestError::Invalid(m)) if m.contains("twice"))
+        );
+        let mut bad = sample(&key);
+        bad.tracks[0].segments.clear();
+        assert!(matches!(
+            bad.sign(&key).verify(),
+            Err(ManifestError::Invalid(_))
+        ));
+        let mut bad = sample(&key);
+        bad.tracks[0].id = "../x".into();
+        assert!(matches!(
+            bad.sign(&key).verify(),
+            Err(ManifestError::Invalid(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4000)) {
+            let _ = SignedManifest::decode_verified(&bytes);
+        }
+
+        #[test]
+        fn any_bit_flip_is_refused(index in 0usize..2000, bit in 0u8..8) {
+            let key = SigningKey::from_bytes(&[2; 32]);
+            let mut bytes = sample(&key).sign(&key).encode();
+            let i = index % bytes.len();
+            bytes[i] ^= 1 << bit;
+            prop_assert!(SignedManifest::decode_verified(&bytes).is_err());
+        }
+    }
+}
