@@ -89,7 +89,7 @@ pub fn parse_ladder(text: &str) -> Result<Vec<RungSpec>, LadderError> {
     if specs.len() > 8 {
         return Err(LadderError::TooMany);
     }
-    specs.sort_by(|a, b| b.short_side.cmp(&a.short_side));
+    specs.sort_by_key(|s| std::cmp::Reverse(s.short_side));
     Ok(specs)
 }
 

@@ -13,6 +13,7 @@
 //! the audio run on threads of their own (one per rung measured 0.91-0.94x the `ffmpeg`
 //! command line's time on two cores; see `shared/research/ffmpeg-api.md`).
 
+pub mod assemble;
 mod cmaf;
 pub mod hw;
 pub mod ladder;
@@ -20,6 +21,7 @@ pub mod playlist;
 pub mod probe;
 pub mod transcode;
 
+pub use assemble::ManifestBuilder;
 pub use probe::{AudioInfo, MediaInfo, VideoInfo, probe};
 pub use transcode::{
     Output, Status, TrackDone, TrackPlan, TranscodeConfig, Transcoder, transcode_file,

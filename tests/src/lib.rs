@@ -3,6 +3,8 @@
 //! Every process gets its own data folder, binds port 0 on 127.0.0.1, and is killed when
 //! its handle drops, so a failing test leaves nothing running.
 
+pub mod media;
+
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},

@@ -72,7 +72,10 @@ impl Behaviour {
             // Inbound records and provider announcements go through our validation first.
             .set_record_filtering(kad::StoreInserts::FilterBoth)
             .set_max_packet_size(64 * 1024)
-            .set_replication_factor(NonZeroUsize::new(20).expect("non-zero"));
+            .set_replication_factor(NonZeroUsize::new(20).expect("non-zero"))
+            // Six requests in flight instead of three: a lookup whose first peers are dead
+            // (churn) then still reaches live ones without waiting out dial timeouts.
+            .set_parallelism(NonZeroUsize::new(6).expect("non-zero"));
         let store = kad::store::MemoryStore::with_config(
             peer_id,
             kad::store::MemoryStoreConfig {

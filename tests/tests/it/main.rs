@@ -4,5 +4,6 @@
 mod bad_input;
 mod data_plane;
 mod faults;
+mod media;
 mod restart;
 mod swarm;
