@@ -14,6 +14,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use streamgate_protocol::ContentHash;
 
+mod publish;
+
 #[derive(Parser)]
 #[command(
     name = "streamgate",
@@ -49,6 +51,24 @@ enum Command {
     },
     /// Show the node's identity, peers and storage.
     Status,
+    /// Upload a video (resumably: rerun the same command to continue an interrupted upload),
+    /// transcode it on the node into an adaptive ladder, and print its HLS and DASH URLs.
+    Publish {
+        file: PathBuf,
+        /// Title shown by players (default: the file name).
+        #[arg(long)]
+        title: Option<String>,
+        /// Rungs to encode, e.g. 1080p,720p,480p (default: the node's transcode.ladder).
+        #[arg(long)]
+        ladder: Option<String>,
+        /// Cap the upload at this many bytes per second (for slow or shared links).
+        #[arg(long, value_name = "BYTES_PER_SEC")]
+        upload_rate: Option<u64>,
+    },
+    /// List the videos (manifests) the node holds.
+    Ls,
+    /// Show one manifest: tracks, codecs, sizes, segments and URLs.
+    Info { id: String },
 }
 
 #[derive(Deserialize)]
@@ -89,6 +109,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Add { file } => add(&client, &base, &file, cli.json).await,
         Command::Get { hash, output } => get(&client, &base, &hash, &output, cli.json).await,
         Command::Status => status(&client, &base, cli.json).await,
+        Command::Publish {
+            file,
+            title,
+            ladder,
+            upload_rate,
+        } => {
+            publish::publish(
+                &client,
+                &base,
+                publish::PublishArgs {
+                    file: &file,
+                    title,
+                    ladder,
+                    json: cli.json,
+                    upload_rate,
+                },
+            )
+            .await
+        }
+        Command::Ls => publish::list(&client, &base, cli.json).await,
+        Command::Info { id } => publish::info(&client, &base, &id, cli.json).await,
     }
 }
 
@@ -227,7 +268,10 @@ async fn status(client: &reqwest::Client, base: &str, json: bool) -> anyhow::Res
 }
 
 /// Sends a request; a non-2xx answer becomes an error carrying the node's message.
-async fn send(request: reqwest::RequestBuilder, base: &str) -> anyhow::Result<reqwest::Response> {
+pub(crate) async fn send(
+    request: reqwest::RequestBuilder,
+    base: &str,
+) -> anyhow::Result<reqwest::Response> {
     let response = request.send().await.map_err(|e| {
         if e.is_connect() {
             anyhow!("cannot reach the node at {base} (is streamgate-node running? set --node or STREAMGATE_NODE)")

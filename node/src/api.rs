@@ -6,6 +6,9 @@
 //! | `GET /api/v1/status` | peer id, peers, blobs and bytes stored, provider standings |
 //! | `POST /api/v1/blobs` | stores the request body as a blob; answers its hash and size |
 //! | `GET`/`HEAD /blob/{hash}` | the blob's bytes, with `Range`; fetched from the swarm when not held here |
+//! | `/api/v1/uploads...` | resumable uploads (tus 1.0), see [`crate::uploads`] |
+//! | `POST /api/v1/publish`, `GET /api/v1/jobs/{id}`, `GET /api/v1/manifests[/{id}]` | publishing, see [`crate::publish`] |
+//! | `GET /hls/{id}/...`, `GET /dash/{id}/...` | HLS and DASH, see [`crate::gateway`] |
 //!
 //! Errors are JSON `{"error": "<code>", "message": "<what to do>"}` with a 4xx/5xx status.
 
@@ -31,6 +34,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use crate::{
     fetch::FetchError,
     node::{AddError, Added, Node, iroh_hash},
+    videos::ManifestLoadError,
 };
 
 /// Requests handled at once; more wait in the accept queue. Bounds memory and open
@@ -49,11 +53,38 @@ pub fn router(node: Arc<Node>) -> Router {
             post(add_blob).layer(DefaultBodyLimit::disable()),
         )
         .route("/blob/{hash}", get(get_blob))
+        .merge(crate::uploads::routes())
+        .merge(crate::publish::routes())
+        .merge(crate::gateway::routes())
         .fallback(not_found)
+        .layer(cors())
         .layer(tower::limit::ConcurrencyLimitLayer::new(
             MAX_CONCURRENT_REQUESTS,
         ))
         .with_state(node)
+}
+
+/// Any origin may read: content is public or protected by keys, never by origin. Clients
+/// need the tus and range headers.
+fn cors() -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{Any, CorsLayer};
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods(Any)
+        .allow_headers(Any)
+        .expose_headers([
+            header::CONTENT_LENGTH,
+            header::CONTENT_RANGE,
+            header::ACCEPT_RANGES,
+            header::ETAG,
+            header::LOCATION,
+            header::HeaderName::from_static("upload-offset"),
+            header::HeaderName::from_static("upload-length"),
+            header::HeaderName::from_static("tus-resumable"),
+            header::HeaderName::from_static("tus-version"),
+            header::HeaderName::from_static("tus-extension"),
+            header::HeaderName::from_static("tus-max-size"),
+        ])
 }
 
 /// An error answer.
@@ -71,7 +102,7 @@ struct ErrorBody<'a> {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -87,6 +118,24 @@ impl IntoResponse for ApiError {
             message: &self.message,
         };
         (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<ManifestLoadError> for ApiError {
+    fn from(e: ManifestLoadError) -> Self {
+        match e {
+            ManifestLoadError::Fetch(fetch) => fetch.into(),
+            ManifestLoadError::Invalid { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_manifest",
+                e.to_string(),
+            ),
+            ManifestLoadError::Store(_) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "store_error",
+                e.to_string(),
+            ),
+        }
     }
 }
 
@@ -216,6 +265,27 @@ async fn get_blob(
         .parse()
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_hash", format!("{e}")))?;
     let size = node.ensure_local(hash).await?;
+    serve_blob(
+        &node,
+        hash,
+        size,
+        &method,
+        &headers,
+        "application/octet-stream",
+    )
+    .await
+}
+
+/// Answers a request for a locally complete blob: `Range`, `HEAD`, and caching headers for
+/// content that can never change.
+pub async fn serve_blob(
+    node: &Node,
+    hash: ContentHash,
+    size: u64,
+    method: &Method,
+    headers: &HeaderMap,
+    content_type: &'static str,
+) -> Result<Response, ApiError> {
     let range_header = match headers.get(header::RANGE) {
         None => None,
         Some(v) => Some(v.to_str().map_err(|_| {
@@ -246,19 +316,18 @@ async fn get_blob(
     };
     let mut builder = Response::builder()
         .status(status)
-        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_TYPE, content_type)
         .header(header::CONTENT_LENGTH, len)
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::ETAG, format!("\"{hash}\""))
-        // Content-addressed: the bytes behind a hash never change.
-        .header(header::CACHE_CONTROL, "public, max-age=31536000, immutable");
+        .header(header::CACHE_CONTROL, IMMUTABLE);
     if status == StatusCode::PARTIAL_CONTENT {
         builder = builder.header(
             header::CONTENT_RANGE,
             format!("bytes {start}-{}/{size}", start + len - 1),
         );
     }
-    let body = if method == Method::HEAD || len == 0 {
+    let body = if *method == Method::HEAD || len == 0 {
         Body::empty()
     } else {
         let mut reader = node.data_plane.store().blobs().reader(iroh_hash(&hash));
@@ -278,3 +347,6 @@ async fn get_blob(
         .body(body)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
 }
+
+/// Content-addressed: the bytes behind a hash never change.
+pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";

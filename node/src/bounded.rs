@@ -45,6 +45,12 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
         }
     }
 
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        let value = self.map.remove(key)?;
+        self.order.retain(|k| k != key);
+        Some(value)
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }

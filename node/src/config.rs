@@ -51,6 +51,15 @@ stall_timeout_secs = 5
 max_parallel_providers = 4
 # Size of the byte ranges a blob is split into across providers.
 range_bytes = 4194304
+
+[transcode]
+# Rungs encoded when a publish does not name a ladder.
+ladder = "1080p,720p,480p,360p"
+# x264 preset: faster presets use less CPU per minute of video and give bigger files.
+preset = "veryfast"
+# "auto": use hardware codecs that the start-up probe found working (see
+# `streamgate-node capabilities`); "off": CPU only.
+hardware = "auto"
 "#;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -60,7 +69,33 @@ pub struct Config {
     pub data_plane: DataPlaneConfig,
     pub api: ApiConfig,
     pub fetch: FetchConfig,
+    pub transcode: TranscodeSettings,
     pub testing: TestingConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TranscodeSettings {
+    pub ladder: String,
+    pub preset: String,
+    pub hardware: HardwareUse,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HardwareUse {
+    Auto,
+    Off,
+}
+
+impl Default for TranscodeSettings {
+    fn default() -> Self {
+        Self {
+            ladder: "1080p,720p,480p,360p".into(),
+            preset: "veryfast".into(),
+            hardware: HardwareUse::Auto,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,6 +305,26 @@ impl Config {
             return Err(invalid(
                 "fetch.range_bytes",
                 "must be a positive multiple of 16384 (the verification group size)",
+            ));
+        }
+        if let Err(e) = streamgate_media::ladder::parse_ladder(&self.transcode.ladder) {
+            return Err(invalid("transcode.ladder", &e.to_string()));
+        }
+        const PRESETS: [&str; 9] = [
+            "ultrafast",
+            "superfast",
+            "veryfast",
+            "faster",
+            "fast",
+            "medium",
+            "slow",
+            "slower",
+            "veryslow",
+        ];
+        if !PRESETS.contains(&self.transcode.preset.as_str()) {
+            return Err(invalid(
+                "transcode.preset",
+                "must be an x264 preset such as veryfast",
             ));
         }
         Ok(())

@@ -13,8 +13,14 @@ use streamgate_protocol::{
     reputation::{ProviderKey, Standing},
 };
 
-const BLOBS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blobs");
-const PROVIDERS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("providers");
+/// Every table maps a text key (hex for hashes and node keys) to a JSON value.
+type Table = TableDefinition<'static, &'static str, &'static [u8]>;
+
+const BLOBS: Table = TableDefinition::new("blobs");
+const PROVIDERS: Table = TableDefinition::new("providers");
+const MANIFESTS: Table = TableDefinition::new("manifests");
+const UPLOADS: Table = TableDefinition::new("uploads");
+const JOBS: Table = TableDefinition::new("jobs");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 
 /// Bumped when the tables change incompatibly; a node refuses a newer database.
@@ -28,6 +34,51 @@ pub enum Origin {
     Added,
     /// Fetched from other nodes.
     Fetched,
+    /// Made by a publishing job on this node.
+    Published,
+}
+
+/// A video manifest this node holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    pub title: String,
+    pub duration_ms: u64,
+    pub created_at: u64,
+    pub origin: Origin,
+    /// Every blob the manifest names is stored here (so the node provides the manifest).
+    pub complete: bool,
+}
+
+/// A resumable (tus) upload in progress. Its bytes are in `DATA_DIR/uploads/<id>.part`;
+/// the offset is that file's length.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadEntry {
+    pub length: u64,
+    /// `Upload-Metadata` pairs, decoded.
+    pub metadata: Vec<(String, String)>,
+    pub created_at: u64,
+}
+
+/// A publishing job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobEntry {
+    pub upload_id: String,
+    pub title: String,
+    pub ladder: String,
+    pub state: JobState,
+    pub created_at: u64,
+    /// BLAKE3 of the uploaded file, once the job has read it.
+    #[serde(default)]
+    pub source_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Failed { error: String },
+    Done { manifest_id: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,73 +131,148 @@ impl NodeDb {
                 Some(v) if v == SCHEMA_VERSION => {}
                 Some(found) => return Err(DbError::Version { found }),
             }
-            tx.open_table(BLOBS).map_err(redb_err)?;
-            tx.open_table(PROVIDERS).map_err(redb_err)?;
+            for table in [BLOBS, PROVIDERS, MANIFESTS, UPLOADS, JOBS] {
+                tx.open_table(table).map_err(redb_err)?;
+            }
         }
         tx.commit().map_err(redb_err)?;
         Ok(Self { db })
     }
 
     pub fn put_blob(&self, hash: &ContentHash, entry: &BlobEntry) -> Result<(), DbError> {
-        self.put(BLOBS, hash.as_bytes(), entry)
+        self.put_many(BLOBS, &[(hash.to_hex(), entry)])
+    }
+
+    /// Records many blobs in one transaction (one fsync).
+    pub fn put_blobs(&self, entries: &[(ContentHash, BlobEntry)]) -> Result<(), DbError> {
+        let rows: Vec<(String, &BlobEntry)> =
+            entries.iter().map(|(h, e)| (h.to_hex(), e)).collect();
+        self.put_many(BLOBS, &rows)
     }
 
     pub fn blob(&self, hash: &ContentHash) -> Result<Option<BlobEntry>, DbError> {
-        let tx = self.db.begin_read().map_err(redb_err)?;
-        let table = tx.open_table(BLOBS).map_err(redb_err)?;
-        let value = table.get(hash.as_bytes()).map_err(redb_err)?;
-        value.map(|v| decode(&hash.to_hex(), v.value())).transpose()
+        self.get(BLOBS, &hash.to_hex())
     }
 
     /// Every stored blob, in hash order.
     pub fn blobs(&self) -> Result<Vec<(ContentHash, BlobEntry)>, DbError> {
-        let tx = self.db.begin_read().map_err(redb_err)?;
-        let table = tx.open_table(BLOBS).map_err(redb_err)?;
-        let mut out = Vec::with_capacity(table.len().map_err(redb_err)? as usize);
-        for item in table.iter().map_err(redb_err)? {
-            let (key, value) = item.map_err(redb_err)?;
-            let hash = ContentHash::from_bytes(*key.value());
-            out.push((hash, decode(&hash.to_hex(), value.value())?));
-        }
-        Ok(out)
+        self.all(BLOBS)?
+            .into_iter()
+            .map(|(key, entry)| {
+                key.parse()
+                    .map(|hash| (hash, entry))
+                    .map_err(|e| DbError::Corrupt {
+                        what: key,
+                        reason: format!("{e}"),
+                    })
+            })
+            .collect()
     }
 
     /// Number of blobs and their total size.
     pub fn blob_totals(&self) -> Result<(u64, u64), DbError> {
-        let blobs = self.blobs()?;
+        let blobs: Vec<(String, BlobEntry)> = self.all(BLOBS)?;
         Ok((blobs.len() as u64, blobs.iter().map(|(_, e)| e.size).sum()))
     }
 
     pub fn put_provider(&self, key: &ProviderKey, standing: &Standing) -> Result<(), DbError> {
-        self.put(PROVIDERS, key, standing)
+        self.put_many(PROVIDERS, &[(hex::encode(key), standing)])
     }
 
     pub fn providers(&self) -> Result<Vec<(ProviderKey, Standing)>, DbError> {
-        let tx = self.db.begin_read().map_err(redb_err)?;
-        let table = tx.open_table(PROVIDERS).map_err(redb_err)?;
         let mut out = Vec::new();
-        for item in table.iter().map_err(redb_err)? {
-            let (key, value) = item.map_err(redb_err)?;
-            let key = *key.value();
-            out.push((key, decode(&hex::encode(key), value.value())?));
+        for (key, standing) in self.all::<Standing>(PROVIDERS)? {
+            let mut bytes = [0u8; 32];
+            hex::decode_to_slice(&key, &mut bytes).map_err(|e| DbError::Corrupt {
+                what: key.clone(),
+                reason: e.to_string(),
+            })?;
+            out.push((bytes, standing));
         }
         Ok(out)
     }
 
-    fn put<T: Serialize>(
+    pub fn put_manifest(&self, id: &ContentHash, entry: &ManifestEntry) -> Result<(), DbError> {
+        self.put_many(MANIFESTS, &[(id.to_hex(), entry)])
+    }
+
+    pub fn manifest(&self, id: &ContentHash) -> Result<Option<ManifestEntry>, DbError> {
+        self.get(MANIFESTS, &id.to_hex())
+    }
+
+    pub fn manifests(&self) -> Result<Vec<(String, ManifestEntry)>, DbError> {
+        self.all(MANIFESTS)
+    }
+
+    pub fn put_upload(&self, id: &str, entry: &UploadEntry) -> Result<(), DbError> {
+        self.put_many(UPLOADS, &[(id.to_string(), entry)])
+    }
+
+    pub fn upload(&self, id: &str) -> Result<Option<UploadEntry>, DbError> {
+        self.get(UPLOADS, id)
+    }
+
+    pub fn remove_upload(&self, id: &str) -> Result<(), DbError> {
+        self.remove(UPLOADS, id)
+    }
+
+    pub fn put_job(&self, id: &str, entry: &JobEntry) -> Result<(), DbError> {
+        self.put_many(JOBS, &[(id.to_string(), entry)])
+    }
+
+    pub fn job(&self, id: &str) -> Result<Option<JobEntry>, DbError> {
+        self.get(JOBS, id)
+    }
+
+    pub fn jobs(&self) -> Result<Vec<(String, JobEntry)>, DbError> {
+        self.all(JOBS)
+    }
+
+    fn put_many<T: Serialize>(&self, table: Table, rows: &[(String, T)]) -> Result<(), DbError> {
+        let tx = self.db.begin_write().map_err(redb_err)?;
+        {
+            let mut t = tx.open_table(table).map_err(redb_err)?;
+            for (key, value) in rows {
+                let bytes = serde_json::to_vec(value).map_err(|e| DbError::Corrupt {
+                    what: key.clone(),
+                    reason: e.to_string(),
+                })?;
+                t.insert(key.as_str(), bytes.as_slice()).map_err(redb_err)?;
+            }
+        }
+        tx.commit().map_err(redb_err)?;
+        Ok(())
+    }
+
+    fn get<T: for<'de> Deserialize<'de>>(
         &self,
-        table: TableDefinition<&[u8; 32], &[u8]>,
-        key: &[u8; 32],
-        value: &T,
-    ) -> Result<(), DbError> {
-        let bytes = serde_json::to_vec(value).map_err(|e| DbError::Corrupt {
-            what: hex::encode(key),
-            reason: e.to_string(),
-        })?;
+        table: Table,
+        key: &str,
+    ) -> Result<Option<T>, DbError> {
+        let tx = self.db.begin_read().map_err(redb_err)?;
+        let t = tx.open_table(table).map_err(redb_err)?;
+        let value = t.get(key).map_err(redb_err)?;
+        value.map(|v| decode(key, v.value())).transpose()
+    }
+
+    fn all<T: for<'de> Deserialize<'de>>(&self, table: Table) -> Result<Vec<(String, T)>, DbError> {
+        let tx = self.db.begin_read().map_err(redb_err)?;
+        let t = tx.open_table(table).map_err(redb_err)?;
+        let mut out = Vec::with_capacity(t.len().map_err(redb_err)? as usize);
+        for item in t.iter().map_err(redb_err)? {
+            let (key, value) = item.map_err(redb_err)?;
+            let key = key.value().to_string();
+            let value = decode(&key, value.value())?;
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+
+    fn remove(&self, table: Table, key: &str) -> Result<(), DbError> {
         let tx = self.db.begin_write().map_err(redb_err)?;
         tx.open_table(table)
             .map_err(redb_err)?
-            .insert(key, bytes.as_slice())
+            .remove(key)
             .map_err(redb_err)?;
         tx.commit().map_err(redb_err)?;
         Ok(())

@@ -76,11 +76,17 @@ struct WorkerEnd {
     failure: Option<(Failure, String)>,
 }
 
-/// Fetches `hash` into the local store unless it is already complete there. Returns the size.
+/// Fetches `hash` into the local store unless it is already complete there, from the
+/// providers of `providers_of`: the blob itself, or the manifest a segment belongs to
+/// (provider entries exist per manifest, never per segment). Returns the size.
 ///
 /// Cancel-safe in the sense that matters: verified bytes already stored stay stored and a
 /// later call resumes from them.
-pub async fn fetch(node: &Node, hash: ContentHash) -> Result<u64, FetchError> {
+pub async fn fetch(
+    node: &Node,
+    hash: ContentHash,
+    providers_of: ContentHash,
+) -> Result<u64, FetchError> {
     let store = node.data_plane.store();
     if let Some(size) = complete_size(store, hash).await? {
         return Ok(size);
@@ -90,7 +96,7 @@ pub async fn fetch(node: &Node, hash: ContentHash) -> Result<u64, FetchError> {
     let mut tried = 0usize;
     let mut last_error = String::new();
     loop {
-        let candidates = find_candidates(node, hash, deadline).await?;
+        let candidates = find_candidates(node, providers_of, deadline).await?;
         if candidates.is_empty() {
             if Instant::now() >= deadline {
                 return Err(if tried == 0 {

@@ -13,7 +13,7 @@ use libp2p::Multiaddr;
 use serde::Serialize;
 use streamgate_node::{
     api,
-    config::{Config, DEFAULT_CONFIG_TOML},
+    config::{Config, DEFAULT_CONFIG_TOML, HardwareUse},
     data_plane::DataPlane,
     db::NodeDb,
     identity::Identity,
@@ -54,6 +54,13 @@ enum Command {
         #[arg(long, value_name = "ADDR:PORT")]
         api_listen: Option<SocketAddr>,
     },
+    /// Probe which hardware encoders and decoders really open on this machine, and print
+    /// the transcoding mode a worker would advertise (gpu, gpu-decode-cpu-encode, cpu).
+    Capabilities {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// What `DIR/run/node.json` holds while the node runs.
@@ -93,6 +100,10 @@ fn main() -> std::process::ExitCode {
                 bootstrap,
                 api_listen,
             } => run(&data_dir, listen, bootstrap, api_listen).await,
+            Command::Capabilities { json } => {
+                capabilities(json);
+                Ok(())
+            }
         }
     });
     // Background tasks of the stores may linger; they hold nothing that needs flushing.
@@ -119,6 +130,27 @@ fn init(data_dir: &Path) -> anyhow::Result<()> {
     println!("key:     {}", Identity::key_path(data_dir).display());
     println!("config:  {}", config_path.display());
     Ok(())
+}
+
+fn capabilities(json: bool) {
+    let caps = streamgate_media::hw::probe();
+    if json {
+        println!("{}", caps.to_json());
+        return;
+    }
+    let report = caps.to_json();
+    println!("mode: {}", report["mode"].as_str().unwrap_or("cpu"));
+    for (title, list) in [
+        ("devices", &caps.devices),
+        ("encoders", &caps.encoders),
+        ("decoders", &caps.decoders),
+    ] {
+        println!("{title}:");
+        for probe in list {
+            let mark = if probe.available { "yes" } else { "no " };
+            println!("  {mark} {:<12} {}", probe.name, probe.detail);
+        }
+    }
 }
 
 async fn run(
@@ -181,6 +213,11 @@ async fn run(
         .with_context(|| format!("cannot listen on {api_addr} for the HTTP API (config key api.listen or --api-listen)"))?;
     let api_url = format!("http://{}", listener.local_addr()?);
 
+    let capabilities = (config.transcode.hardware == HardwareUse::Auto).then(|| {
+        let caps = tokio::task::block_in_place(streamgate_media::hw::probe);
+        tracing::info!(mode = %caps.to_json()["mode"], "hardware probe");
+        caps
+    });
     let node = Arc::new(Node::new(
         identity,
         config,
@@ -188,6 +225,7 @@ async fn run(
         db,
         data_plane.clone(),
         started.handle.clone(),
+        capabilities,
     )?);
     node.publish_node_record().await;
     let reannounced = node.provide_stored().await?;
@@ -216,6 +254,8 @@ async fn run(
         blobs = reannounced,
         "node ready"
     );
+
+    streamgate_node::publish::resume_jobs(&node);
 
     let refresher = {
         let node = node.clone();

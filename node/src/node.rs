@@ -2,7 +2,7 @@
 //! operations the HTTP API offers on top of them.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     path::{Path, PathBuf},
     sync::{Arc, Mutex, RwLock},
     time::Duration,
@@ -13,11 +13,12 @@ use futures::Stream;
 use iroh_blobs::{Hash, api::blobs::BlobStatus};
 use serde::Serialize;
 use streamgate_protocol::{
-    Announcement, ContentHash, SignedNodeRecord,
+    Announcement, ContentHash, SignedManifest, SignedNodeRecord,
     reputation::{Failure, ProviderBook, ProviderKey},
 };
 
 use crate::{
+    bounded::BoundedMap,
     config::Config,
     data_plane::DataPlane,
     db::{BlobEntry, NodeDb, Origin},
@@ -45,7 +46,24 @@ pub struct Node {
     own_record: RwLock<SignedNodeRecord>,
     /// One fetch per hash at a time; concurrent requests for the same blob wait for it.
     fetches: tokio::sync::Mutex<HashMap<ContentHash, Arc<tokio::sync::Mutex<()>>>>,
+    /// Verified manifests recently served.
+    pub(crate) manifest_cache: Mutex<BoundedMap<ContentHash, Arc<SignedManifest>>>,
+    /// For manifests this node holds only in part: the blobs it still lacks.
+    pub(crate) missing: Mutex<BoundedMap<ContentHash, HashSet<ContentHash>>>,
+    /// Bounds background prefetches of segments ahead of players.
+    pub(crate) prefetch: Arc<tokio::sync::Semaphore>,
+    /// Publishing jobs and their live progress.
+    pub(crate) jobs: crate::publish::Jobs,
+    /// Uploads with a write in progress.
+    pub(crate) uploads: crate::uploads::Busy,
+    /// What the hardware probe at start-up found (None when `transcode.hardware = "off"`).
+    pub capabilities: Option<streamgate_media::hw::Capabilities>,
 }
+
+/// Manifests kept verified in memory, and partly held manifests watched for completion.
+const MANIFEST_CACHE: usize = 256;
+/// Segment prefetches running at once, across all players.
+const MAX_PREFETCHES: usize = 8;
 
 /// Why adding a blob failed.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +117,7 @@ impl Node {
         db: Arc<NodeDb>,
         data_plane: DataPlane,
         swarm: SwarmHandle,
+        capabilities: Option<streamgate_media::hw::Capabilities>,
     ) -> Result<Self, crate::db::DbError> {
         let mut book = ProviderBook::new(PROVIDER_BOOK_CAPACITY);
         for (key, standing) in db.providers()? {
@@ -117,6 +136,12 @@ impl Node {
             book: Mutex::new(book),
             own_record: RwLock::new(own_record),
             fetches: tokio::sync::Mutex::new(HashMap::new()),
+            manifest_cache: Mutex::new(BoundedMap::new(MANIFEST_CACHE)),
+            missing: Mutex::new(BoundedMap::new(MANIFEST_CACHE)),
+            prefetch: Arc::new(tokio::sync::Semaphore::new(MAX_PREFETCHES)),
+            jobs: crate::publish::Jobs::default(),
+            uploads: crate::uploads::Busy::default(),
+            capabilities,
         })
     }
 
@@ -166,7 +191,7 @@ impl Node {
             .await
             .map_err(|e| AddError::Store(e.to_string()))?;
         drop(temp_tag);
-        let size = self.finish_storing(hash, Origin::Added).await?;
+        let size = self.finish_storing(hash, Origin::Added, true).await?;
         let announcement = Announcement {
             hash,
             size,
@@ -178,8 +203,14 @@ impl Node {
         Ok(Added { hash, size })
     }
 
-    /// Makes a blob that is complete in the store durable, records it, and provides it.
-    async fn finish_storing(&self, hash: ContentHash, origin: Origin) -> Result<u64, AddError> {
+    /// Makes a blob that is complete in the store durable and records it; with `provide`,
+    /// announces it in the DHT (raw blobs; segments are announced through their manifest).
+    pub(crate) async fn finish_storing(
+        &self,
+        hash: ContentHash,
+        origin: Origin,
+        provide: bool,
+    ) -> Result<u64, AddError> {
         let store = self.data_plane.store();
         // The store batches commits for up to 500 ms: sync before saying "stored".
         store
@@ -206,15 +237,26 @@ impl Node {
                 .await
                 .map_err(|e| AddError::Store(e.to_string()))??;
         }
-        if let Err(e) = self.swarm.provide(hash).await {
+        if provide && let Err(e) = self.swarm.provide(hash).await {
             tracing::warn!("cannot provide {}: {e}", hash.short());
         }
         Ok(size)
     }
 
-    /// Makes sure `hash` is complete locally, fetching it from the swarm if needed.
-    /// Returns its size.
+    /// Makes sure blob `hash` is complete locally, fetching it from the swarm (from providers
+    /// of the blob itself) if needed, and provides it. Returns its size.
     pub async fn ensure_local(&self, hash: ContentHash) -> Result<u64, FetchError> {
+        self.ensure(hash, hash, true).await
+    }
+
+    /// Like [`Self::ensure_local`] for a blob that is part of a manifest: fetched from the
+    /// manifest's providers and not announced on its own.
+    pub(crate) async fn ensure(
+        &self,
+        hash: ContentHash,
+        providers_of: ContentHash,
+        provide: bool,
+    ) -> Result<u64, FetchError> {
         if self.db.blob(&hash).ok().flatten().is_some()
             && let Ok(BlobStatus::Complete { size }) = self
                 .data_plane
@@ -231,7 +273,7 @@ impl Node {
         };
         let result = {
             let _guard = lock.lock().await;
-            self.fetch_and_store(hash).await
+            self.fetch_and_store(hash, providers_of, provide).await
         };
         let mut fetches = self.fetches.lock().await;
         if Arc::strong_count(&lock) <= 2 {
@@ -240,7 +282,12 @@ impl Node {
         result
     }
 
-    async fn fetch_and_store(&self, hash: ContentHash) -> Result<u64, FetchError> {
+    async fn fetch_and_store(
+        &self,
+        hash: ContentHash,
+        providers_of: ContentHash,
+        provide: bool,
+    ) -> Result<u64, FetchError> {
         let store = self.data_plane.store();
         // Hold a temp tag while downloading so a future garbage collector cannot take the
         // partial blob; the permanent tag is set once it is complete.
@@ -253,7 +300,7 @@ impl Node {
             .temp_tag(iroh_blobs::HashAndFormat::raw(iroh_hash(&hash)))
             .await
             .map_err(|e| FetchError::Store(e.to_string()))?;
-        fetch::fetch(self, hash).await?;
+        fetch::fetch(self, hash, providers_of).await?;
         store
             .tags()
             .set(
@@ -262,7 +309,7 @@ impl Node {
             )
             .await
             .map_err(|e| FetchError::Store(e.to_string()))?;
-        self.finish_storing(hash, Origin::Fetched)
+        self.finish_storing(hash, Origin::Fetched, provide)
             .await
             .map_err(|e| FetchError::Store(e.to_string()))
     }

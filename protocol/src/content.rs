@@ -146,3 +146,28 @@ mod tests {
         }
     }
 }
+
+/// serde for 32-byte keys: hex in human-readable formats (JSON), the plain array in the
+/// wire encoding.
+pub(crate) mod hex_key {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer, de::Error as _};
+
+    pub fn serialize<S: Serializer>(key: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&hex::encode(key))
+        } else {
+            key.serialize(s)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        if d.is_human_readable() {
+            let text = String::deserialize(d)?;
+            let mut key = [0u8; 32];
+            hex::decode_to_slice(&text, &mut key).map_err(D::Error::custom)?;
+            Ok(key)
+        } else {
+            <[u8; 32]>::deserialize(d)
+        }
+    }
+}

@@ -43,6 +43,7 @@ pub struct Manifest {
     /// Duration of the longest track, in milliseconds.
     pub duration_ms: u64,
     /// The creator's Ed25519 public key, which signs the manifest.
+    #[serde(with = "crate::content::hex_key")]
     pub creator: [u8; 32],
     pub tracks: Vec<Track>,
 }

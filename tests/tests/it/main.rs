@@ -5,5 +5,6 @@ mod bad_input;
 mod data_plane;
 mod faults;
 mod media;
+mod publish;
 mod restart;
 mod swarm;

@@ -1,0 +1,177 @@
+//! HLS and DASH from any node.
+//!
+//! | route | body |
+//! |---|---|
+//! | `GET /hls/{id}/master.m3u8` | master playlist (BANDWIDTH, CODECS, RESOLUTION, FRAME-RATE) |
+//! | `GET /hls/{id}/{track}/index.m3u8` | media playlist |
+//! | `GET /dash/{id}/manifest.mpd` | static MPD |
+//! | `GET /{hls,dash}/{id}/{track}/init.mp4`, `.../seg_{n}.m4s` | CMAF init and media segments |
+//!
+//! Playlists are rendered from the verified manifest. A node that does not hold the content
+//! fetches the manifest and each segment from the swarm on demand, verifying every byte,
+//! and prefetches the next few segments of the track a player is reading. Everything under
+//! a manifest id is immutable, and is cached as such.
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    extract::{Path, State},
+    http::{HeaderMap, Method, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use streamgate_media::playlist;
+use streamgate_protocol::{
+    ContentHash, SignedManifest,
+    manifest::{Track, TrackKind},
+};
+
+use crate::{
+    api::{ApiError, IMMUTABLE, serve_blob},
+    node::Node,
+};
+
+const HLS_PLAYLIST: &str = "application/vnd.apple.mpegurl";
+const DASH_MPD: &str = "application/dash+xml";
+/// Segments fetched ahead of the one a player asked for.
+const PREFETCH_AHEAD: usize = 3;
+
+pub fn routes() -> Router<Arc<Node>> {
+    Router::new()
+        .route("/hls/{id}/master.m3u8", get(hls_master))
+        .route("/hls/{id}/{track}/{file}", get(hls_track_file))
+        .route("/dash/{id}/manifest.mpd", get(dash_mpd))
+        .route("/dash/{id}/{track}/{file}", get(dash_track_file))
+}
+
+async fn load(node: &Node, id: &str) -> Result<(ContentHash, Arc<SignedManifest>), ApiError> {
+    let id: ContentHash = id
+        .parse()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_manifest_id", format!("{e}")))?;
+    let manifest = node.manifest(id).await?;
+    Ok((id, manifest))
+}
+
+fn document(body: String, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, IMMUTABLE),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn no_such(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_such_file",
+        format!("no {what} in this manifest"),
+    )
+}
+
+async fn hls_master(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (_, signed) = load(&node, &id).await?;
+    Ok(document(
+        playlist::hls_master(&signed.manifest),
+        HLS_PLAYLIST,
+    ))
+}
+
+async fn dash_mpd(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (_, signed) = load(&node, &id).await?;
+    Ok(document(playlist::dash_mpd(&signed.manifest), DASH_MPD))
+}
+
+async fn hls_track_file(
+    State(node): State<Arc<Node>>,
+    Path((id, track, file)): Path<(String, String, String)>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (id, signed) = load(&node, &id).await?;
+    let track = signed
+        .manifest
+        .track(&track)
+        .ok_or_else(|| no_such(&format!("track {track:?}")))?;
+    if file == "index.m3u8" {
+        return Ok(document(playlist::hls_media(track), HLS_PLAYLIST));
+    }
+    segment(&node, id, track, &file, &method, &headers).await
+}
+
+async fn dash_track_file(
+    State(node): State<Arc<Node>>,
+    Path((id, track, file)): Path<(String, String, String)>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (id, signed) = load(&node, &id).await?;
+    let track = signed
+        .manifest
+        .track(&track)
+        .ok_or_else(|| no_such(&format!("track {track:?}")))?;
+    segment(&node, id, track, &file, &method, &headers).await
+}
+
+/// `init.mp4` or `seg_{n}.m4s` of `track`.
+async fn segment(
+    node: &Arc<Node>,
+    id: ContentHash,
+    track: &Track,
+    file: &str,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let (segment, next) = if file == playlist::INIT_NAME {
+        (track.init, 0)
+    } else {
+        let index: usize = file
+            .strip_prefix("seg_")
+            .and_then(|rest| rest.strip_suffix(".m4s"))
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| no_such(&format!("file {file:?}")))?;
+        let segment = *track
+            .segments
+            .get(index)
+            .ok_or_else(|| no_such(&format!("segment {index}")))?;
+        (segment, index + 1)
+    };
+    let size = node.ensure_segment(id, &segment).await?;
+    prefetch(node, id, track, next);
+    let content_type = match track.kind {
+        TrackKind::Video => "video/mp4",
+        TrackKind::Audio => "audio/mp4",
+    };
+    serve_blob(node, segment.hash, size, method, headers, content_type).await
+}
+
+/// Starts fetching the segments after `next - 1` in the background, within the node-wide
+/// prefetch limit; segments already held are skipped.
+fn prefetch(node: &Arc<Node>, id: ContentHash, track: &Track, next: usize) {
+    for segment in track.segments.iter().skip(next).take(PREFETCH_AHEAD) {
+        if node.db.blob(&segment.hash).ok().flatten().is_some() {
+            continue;
+        }
+        let Ok(permit) = node.prefetch.clone().try_acquire_owned() else {
+            return;
+        };
+        let node = node.clone();
+        let segment = *segment;
+        tokio::spawn(async move {
+            if let Err(e) = node.ensure_segment(id, &segment).await {
+                tracing::debug!("prefetch of {} failed: {e}", segment.hash.short());
+            }
+            drop(permit);
+        });
+    }
+}
