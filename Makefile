@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: help setup build release test check fmt clippy demo bench-transfer clean
+.PHONY: help setup build release test check fmt clippy demo bench-transfer bench-transcode bench-gateway clean
 
 help:
 	@echo "make demo            start the local network with a demo video (not built yet: says so)"
@@ -11,6 +11,8 @@ help:
 	@echo "make check           rustfmt + clippy -D warnings + every test (what CI should pass)"
 	@echo "make build           debug build of every binary"
 	@echo "make bench-transfer  node-to-node blob transfer vs. bare iroh-blobs (release build)"
+	@echo "make bench-transcode the default ladder of 60 s 1080p vs. the same ffmpeg command"
+	@echo "make bench-gateway   hot-segment serving vs. nginx, measured with wrk"
 	@echo "make setup           install Debian and npm dependencies (idempotent)"
 
 setup:
@@ -39,6 +41,12 @@ demo: release
 
 bench-transfer: release
 	./target/release/bench-transfer
+
+bench-transcode: release
+	./target/release/bench-transcode
+
+bench-gateway: release
+	./target/release/bench-gateway
 
 clean:
 	$(CARGO) clean

@@ -14,7 +14,7 @@ use serde::Serialize;
 use streamgate_node::{
     config::DhtMode,
     identity::Identity,
-    runfile::{ReadyFile, init_logging, shutdown_signal},
+    runfile::{ReadyFile, init_logging, run_main, shutdown_signal},
     swarm::{self, Role, SwarmOptions},
 };
 
@@ -66,14 +66,7 @@ struct ReadyInfo {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
+    run_main(async {
         match cli.command {
             Command::Init { data_dir } => {
                 let identity = Identity::create(&data_dir)?;
@@ -96,15 +89,7 @@ fn main() -> std::process::ExitCode {
                 .await
             }
         }
-    });
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 async fn run(

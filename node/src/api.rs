@@ -269,6 +269,7 @@ async fn get_blob(
         &node,
         hash,
         size,
+        None,
         &method,
         &headers,
         "application/octet-stream",
@@ -277,11 +278,13 @@ async fn get_blob(
 }
 
 /// Answers a request for a locally complete blob: `Range`, `HEAD`, and caching headers for
-/// content that can never change.
+/// content that can never change. The body comes from `cached` when the bytes are in
+/// memory, else from the blob store.
 pub async fn serve_blob(
     node: &Node,
     hash: ContentHash,
     size: u64,
+    cached: Option<Bytes>,
     method: &Method,
     headers: &HeaderMap,
     content_type: &'static str,
@@ -329,6 +332,8 @@ pub async fn serve_blob(
     }
     let body = if *method == Method::HEAD || len == 0 {
         Body::empty()
+    } else if let Some(bytes) = cached {
+        Body::from(bytes.slice(start as usize..(start + len) as usize))
     } else {
         let mut reader = node.data_plane.store().blobs().reader(iroh_hash(&hash));
         reader.seek(io::SeekFrom::Start(start)).await.map_err(|e| {

@@ -39,8 +39,10 @@ idle_timeout_secs = 5
 [api]
 # The HTTP API and gateway.
 listen = "127.0.0.1:7700"
-# Largest blob accepted by POST /api/v1/blobs, in bytes.
+# Largest blob accepted by POST /api/v1/blobs and by uploads, in bytes.
 max_upload_bytes = 8589934592
+# Memory for the most recently served segments, answered without reading the blob store.
+segment_cache_bytes = 268435456
 
 [fetch]
 # How long a fetch may look for providers before answering "not found".
@@ -130,6 +132,7 @@ pub struct DataPlaneConfig {
 pub struct ApiConfig {
     pub listen: SocketAddr,
     pub max_upload_bytes: u64,
+    pub segment_cache_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,6 +187,7 @@ impl Default for ApiConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
             max_upload_bytes: 8 << 30,
+            segment_cache_bytes: 256 << 20,
         }
     }
 }

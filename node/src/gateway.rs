@@ -29,7 +29,7 @@ use streamgate_protocol::{
 
 use crate::{
     api::{ApiError, IMMUTABLE, serve_blob},
-    node::Node,
+    node::{Node, iroh_hash},
 };
 
 const HLS_PLAYLIST: &str = "application/vnd.apple.mpegurl";
@@ -97,15 +97,7 @@ async fn hls_track_file(
     method: Method,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (id, signed) = load(&node, &id).await?;
-    let track = signed
-        .manifest
-        .track(&track)
-        .ok_or_else(|| no_such(&format!("track {track:?}")))?;
-    if file == "index.m3u8" {
-        return Ok(document(playlist::hls_media(track), HLS_PLAYLIST));
-    }
-    segment(&node, id, track, &file, &method, &headers).await
+    track_file(&node, &id, &track, &file, true, &method, &headers).await
 }
 
 async fn dash_track_file(
@@ -114,12 +106,28 @@ async fn dash_track_file(
     method: Method,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (id, signed) = load(&node, &id).await?;
+    track_file(&node, &id, &track, &file, false, &method, &headers).await
+}
+
+/// A file under `{id}/{track}/`: the HLS media playlist (when `hls`), or a segment.
+async fn track_file(
+    node: &Arc<Node>,
+    id: &str,
+    track: &str,
+    file: &str,
+    hls: bool,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let (id, signed) = load(node, id).await?;
     let track = signed
         .manifest
-        .track(&track)
+        .track(track)
         .ok_or_else(|| no_such(&format!("track {track:?}")))?;
-    segment(&node, id, track, &file, &method, &headers).await
+    if hls && file == "index.m3u8" {
+        return Ok(document(playlist::hls_media(track), HLS_PLAYLIST));
+    }
+    segment(node, id, track, file, method, headers).await
 }
 
 /// `init.mp4` or `seg_{n}.m4s` of `track`.
@@ -146,13 +154,55 @@ async fn segment(
             .ok_or_else(|| no_such(&format!("segment {index}")))?;
         (segment, index + 1)
     };
-    let size = node.ensure_segment(id, &segment).await?;
-    prefetch(node, id, track, next);
     let content_type = match track.kind {
         TrackKind::Video => "video/mp4",
         TrackKind::Audio => "audio/mp4",
     };
-    serve_blob(node, segment.hash, size, method, headers, content_type).await
+    if let Some(bytes) = node.hot.get(&segment.hash) {
+        let size = bytes.len() as u64;
+        return serve_blob(
+            node,
+            segment.hash,
+            size,
+            Some(bytes),
+            method,
+            headers,
+            content_type,
+        )
+        .await;
+    }
+    let size = node.ensure_segment(id, &segment).await?;
+    prefetch(node, id, track, next);
+    let cached = if size <= node.hot.max_entry() {
+        match node
+            .data_plane
+            .store()
+            .blobs()
+            .get_bytes(iroh_hash(&segment.hash))
+            .await
+        {
+            Ok(bytes) => {
+                node.hot.insert(segment.hash, bytes.clone());
+                Some(bytes)
+            }
+            Err(e) => {
+                tracing::debug!("cannot read {} into memory: {e}", segment.hash.short());
+                None
+            }
+        }
+    } else {
+        None
+    };
+    serve_blob(
+        node,
+        segment.hash,
+        size,
+        cached,
+        method,
+        headers,
+        content_type,
+    )
+    .await
 }
 
 /// Starts fetching the segments after `next - 1` in the background, within the node-wide

@@ -23,6 +23,7 @@ pub mod data_plane;
 pub mod db;
 pub mod fetch;
 pub mod gateway;
+pub mod hot;
 pub mod identity;
 pub mod node;
 pub mod publish;

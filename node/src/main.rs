@@ -18,7 +18,7 @@ use streamgate_node::{
     db::NodeDb,
     identity::Identity,
     node::{Node, RECORD_REFRESH},
-    runfile::{ReadyFile, init_logging, shutdown_signal},
+    runfile::{ReadyFile, init_logging, run_main, shutdown_signal},
     swarm::{self, Role, SwarmOptions},
 };
 
@@ -84,14 +84,7 @@ struct DataPlaneInfo {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
+    run_main(async {
         match cli.command {
             Command::Init { data_dir } => init(&data_dir),
             Command::Run {
@@ -105,16 +98,7 @@ fn main() -> std::process::ExitCode {
                 Ok(())
             }
         }
-    });
-    // Background tasks of the stores may linger; they hold nothing that needs flushing.
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 fn init(data_dir: &Path) -> anyhow::Result<()> {

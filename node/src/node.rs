@@ -58,6 +58,8 @@ pub struct Node {
     pub(crate) uploads: crate::uploads::Busy,
     /// What the hardware probe at start-up found (None when `transcode.hardware = "off"`).
     pub capabilities: Option<streamgate_media::hw::Capabilities>,
+    /// Recently served segments, in memory.
+    pub(crate) hot: crate::hot::HotCache,
 }
 
 /// Manifests kept verified in memory, and partly held manifests watched for completion.
@@ -126,6 +128,7 @@ impl Node {
         let own_record = data_plane
             .node_record(unix_now())
             .sign(&identity.signing_key());
+        let hot = crate::hot::HotCache::new(config.api.segment_cache_bytes);
         Ok(Self {
             identity,
             config,
@@ -141,6 +144,7 @@ impl Node {
             prefetch: Arc::new(tokio::sync::Semaphore::new(MAX_PREFETCHES)),
             jobs: crate::publish::Jobs::default(),
             uploads: crate::uploads::Busy::default(),
+            hot,
             capabilities,
         })
     }

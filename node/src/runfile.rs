@@ -50,6 +50,30 @@ pub async fn shutdown_signal() -> std::io::Result<&'static str> {
     })
 }
 
+/// Runs a daemon's async main on a multi-threaded runtime and turns its result into the
+/// exit status, printing the error (with its causes) as one line.
+pub fn run_main<E: std::fmt::Display>(
+    main: impl std::future::Future<Output = Result<(), E>>,
+) -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(main);
+    // Background tasks of the stores may linger; they hold nothing that needs flushing.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Logging for both daemons: `RUST_LOG` if set, else `info` for StreamGate and `warn` for
 /// the libraries, whose info lines are mostly noise for an operator.
 pub fn init_logging() {

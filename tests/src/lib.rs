@@ -133,17 +133,26 @@ pub type Bootstrap = Daemon<BootstrapInfo>;
 /// A fresh data folder holding an initialised node key and the test configuration plus
 /// `extra_config` (TOML appended to it).
 pub fn init_node_dir(dir: &Path, extra_config: &str) -> anyhow::Result<()> {
-    let out = Command::new(bin("streamgate-node"))
-        .args(["init", "--data-dir"])
-        .arg(dir)
-        .output()?;
-    if !out.status.success() {
-        bail!("init failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    init_key(dir, "streamgate-node")?;
     std::fs::write(
         dir.join("config.toml"),
         format!("{TEST_NODE_CONFIG}\n{extra_config}"),
     )?;
+    Ok(())
+}
+
+/// `DAEMON init --data-dir DIR`.
+fn init_key(dir: &Path, daemon: &str) -> anyhow::Result<()> {
+    let out = Command::new(bin(daemon))
+        .args(["init", "--data-dir"])
+        .arg(dir)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "{daemon} init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     Ok(())
 }
 
@@ -283,4 +292,42 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
 pub fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
+}
+
+/// `streamgate add FILE` on the node at `api_url`, which must succeed; the hash it printed.
+pub fn add_file(api_url: &str, file: &Path) -> String {
+    let out = cli(api_url, &["add", file.to_str().expect("utf-8 path")]);
+    assert!(
+        out.status.success(),
+        "add failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
+}
+
+/// `streamgate get HASH -o OUT` on `node`, which must succeed; the bytes written.
+pub fn get_file(node: &Node, hash: &str, out: &Path) -> Vec<u8> {
+    let result = cli(
+        &node.info.api_url,
+        &["get", hash, "-o", out.to_str().expect("utf-8 path")],
+    );
+    assert!(
+        result.status.success(),
+        "get failed: {}\nnode log:\n{}",
+        String::from_utf8_lossy(&result.stderr),
+        node.log()
+    );
+    std::fs::read(out).expect("read the fetched file")
+}
+
+/// What `status` says of one provider's standing.
+pub fn provider_standing(status: &serde_json::Value, peer_id: &str) -> Option<serde_json::Value> {
+    status["providers"]
+        .as_array()?
+        .iter()
+        .find(|p| p["peer_id"] == peer_id)
+        .cloned()
 }

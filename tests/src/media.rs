@@ -67,16 +67,16 @@ pub struct FrameInfo {
     pub pts_time: f64,
 }
 
-/// Every video frame of `input`.
-pub fn video_frames(input: &str, extra: &[&str]) -> anyhow::Result<Vec<FrameInfo>> {
+/// `ffprobe -v error EXTRA -select_streams STREAM -show_entries ENTRIES -of csv=p=0 INPUT`.
+fn ffprobe_csv(input: &str, extra: &[&str], stream: &str, entries: &str) -> anyhow::Result<String> {
     let out = Command::new("ffprobe")
         .args(["-v", "error"])
         .args(extra)
         .args([
             "-select_streams",
-            "v:0",
+            stream,
             "-show_entries",
-            "frame=key_frame,pict_type,pts_time",
+            entries,
             "-of",
             "csv=p=0",
             input,
@@ -89,8 +89,14 @@ pub fn video_frames(input: &str, extra: &[&str]) -> anyhow::Result<Vec<FrameInfo
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Every video frame of `input`.
+pub fn video_frames(input: &str, extra: &[&str]) -> anyhow::Result<Vec<FrameInfo>> {
+    let csv = ffprobe_csv(input, extra, "v:0", "frame=key_frame,pict_type,pts_time")?;
     let mut frames = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
+    for line in csv.lines() {
         // key_frame,pts_time,pict_type in ffprobe's field order.
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
         if fields.len() < 3 {
@@ -107,29 +113,15 @@ pub fn video_frames(input: &str, extra: &[&str]) -> anyhow::Result<Vec<FrameInfo
 
 /// Duration of the first stream of `kind` (`v` or `a`) in `input`, by decoding it.
 pub fn stream_duration(input: &str, kind: &str, extra: &[&str]) -> anyhow::Result<f64> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error"])
-        .args(extra)
-        .args([
-            "-select_streams",
-            &format!("{kind}:0"),
-            "-show_entries",
-            "packet=pts_time,duration_time",
-            "-of",
-            "csv=p=0",
-            input,
-        ])
-        .output()
-        .context("cannot run ffprobe")?;
-    if !out.status.success() {
-        bail!(
-            "ffprobe {input} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let csv = ffprobe_csv(
+        input,
+        extra,
+        &format!("{kind}:0"),
+        "packet=pts_time,duration_time",
+    )?;
     let mut first = f64::INFINITY;
     let mut end: f64 = 0.0;
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
+    for line in csv.lines() {
         let mut fields = line.split(',');
         let (Some(pts), Some(dur)) = (fields.next(), fields.next()) else {
             continue;

@@ -14,7 +14,7 @@ use libp2p::{
     tcp, yamux,
 };
 use streamgate_protocol::{Announcement, ContentHash, NodeRecord, announce::ANNOUNCE_TOPIC};
-use streamgate_tests::{cli, init_node_dir, start_node, status, test_bytes};
+use streamgate_tests::{add_file, get_file, init_node_dir, start_node, status, test_bytes};
 
 /// Sends raw bytes to `addr` and returns whatever comes back before the server closes or
 /// 5 s pass.
@@ -53,12 +53,7 @@ fn bad_http_requests_get_clear_errors_and_nothing_stored_is_lost() {
     let payload = test_bytes(100_000, 6);
     let file = root.path().join("small.bin");
     std::fs::write(&file, &payload).expect("write");
-    let out = cli(&api, &["add", file.to_str().expect("utf-8")]);
-    assert!(out.status.success());
-    let hash = String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string();
+    let hash = add_file(&api, &file);
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let client = streamgate_tests::http_client();
@@ -212,15 +207,7 @@ fn malformed_and_hostile_peer_messages_are_refused_and_bounded() {
     let payload = test_bytes(300_000, 7);
     let file = root.path().join("content.bin");
     std::fs::write(&file, &payload).expect("write");
-    let out = cli(
-        &victim.info.api_url,
-        &["add", file.to_str().expect("utf-8")],
-    );
-    assert!(out.status.success());
-    let hash = String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string();
+    let hash = add_file(&victim.info.api_url, &file);
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
@@ -410,15 +397,9 @@ fn malformed_and_hostile_peer_messages_are_refused_and_bounded() {
     let fetcher =
         start_node(&fetcher_dir, &[victim.info.listen_addrs[0].clone()]).expect("fetcher");
     let out_path = root.path().join("out.bin");
-    let out = cli(
-        &fetcher.info.api_url,
-        &["get", &hash, "-o", out_path.to_str().expect("utf-8")],
+    assert_eq!(
+        get_file(&fetcher, &hash, &out_path),
+        payload,
+        "fetched bytes differ"
     );
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        fetcher.log()
-    );
-    assert_eq!(std::fs::read(&out_path).expect("read"), payload);
 }

@@ -6,28 +6,9 @@ use std::{
 };
 
 use streamgate_tests::{
-    bin, cli, init_node_dir, start_bootstrap, start_node, status, test_bytes, wait_until,
+    add_file, bin, cli, get_file, init_node_dir, provider_standing, start_bootstrap, start_node,
+    status, test_bytes, wait_until,
 };
-
-fn add(api_url: &str, file: &std::path::Path) -> String {
-    let out = cli(api_url, &["add", file.to_str().expect("utf-8 path")]);
-    assert!(
-        out.status.success(),
-        "add failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string()
-}
-
-fn standing<'a>(status: &'a serde_json::Value, peer_id: &str) -> Option<&'a serde_json::Value> {
-    status["providers"]
-        .as_array()?
-        .iter()
-        .find(|p| p["peer_id"] == peer_id)
-}
 
 #[test]
 fn corrupt_provider_is_caught_penalised_and_the_fetch_completes_elsewhere() {
@@ -49,31 +30,25 @@ fn corrupt_provider_is_caught_penalised_and_the_fetch_completes_elsewhere() {
     let payload = test_bytes(16 * 1024 * 1024, 2);
     let file = root.path().join("payload.bin");
     std::fs::write(&file, &payload).expect("write");
-    let hash = add(&liar.info.api_url, &file);
-    assert_eq!(add(&honest.info.api_url, &file), hash);
+    let hash = add_file(&liar.info.api_url, &file);
+    assert_eq!(add_file(&honest.info.api_url, &file), hash);
 
     let out_path = root.path().join("out.bin");
-    let out = cli(
-        &fetcher.info.api_url,
-        &["get", &hash, "-o", out_path.to_str().expect("utf-8")],
+    assert_eq!(
+        get_file(&fetcher, &hash, &out_path),
+        payload,
+        "fetched bytes differ"
     );
-    assert!(
-        out.status.success(),
-        "get failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        fetcher.log()
-    );
-    assert_eq!(std::fs::read(&out_path).expect("read"), payload);
 
     let s = status(&fetcher.info.api_url).expect("status");
-    let bad = standing(&s, &liar.info.peer_id)
+    let bad = provider_standing(&s, &liar.info.peer_id)
         .unwrap_or_else(|| panic!("liar not in provider book: {s:#}"));
     assert!(
         bad["corrupt"].as_u64() >= Some(1),
         "liar not marked corrupt: {bad}"
     );
     assert_eq!(bad["banned"], true, "liar not banned: {bad}");
-    let good = standing(&s, &honest.info.peer_id).expect("honest provider in book");
+    let good = provider_standing(&s, &honest.info.peer_id).expect("honest provider in book");
     assert!(good["successes"].as_u64() >= Some(1), "{good}");
     assert_eq!(good["banned"], false);
     assert!(
@@ -110,8 +85,8 @@ fn provider_killed_mid_transfer_and_the_fetch_completes_from_another() {
     let payload = test_bytes(24 * 1024 * 1024, 3);
     let file = root.path().join("payload.bin");
     std::fs::write(&file, &payload).expect("write");
-    let hash = add(&providers[0].info.api_url, &file);
-    assert_eq!(add(&providers[1].info.api_url, &file), hash);
+    let hash = add_file(&providers[0].info.api_url, &file);
+    assert_eq!(add_file(&providers[1].info.api_url, &file), hash);
 
     let out_path = root.path().join("out.bin");
     let mut get = Command::new(bin("streamgate"))
@@ -156,9 +131,9 @@ fn provider_killed_mid_transfer_and_the_fetch_completes_from_another() {
     );
     assert_eq!(std::fs::read(&out_path).expect("read"), payload);
     let s = status(&fetcher.info.api_url).expect("status");
-    let dead = standing(&s, &providers[0].info.peer_id).expect("doomed provider in book");
+    let dead = provider_standing(&s, &providers[0].info.peer_id).expect("doomed provider in book");
     assert!(dead["failures"].as_u64() >= Some(1), "{dead}");
-    let alive = standing(&s, &providers[1].info.peer_id).expect("survivor in book");
+    let alive = provider_standing(&s, &providers[1].info.peer_id).expect("survivor in book");
     assert!(alive["successes"].as_u64() >= Some(1), "{alive}");
 }
 

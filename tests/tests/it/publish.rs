@@ -9,12 +9,12 @@ use std::{
 
 use serde_json::Value;
 use streamgate_tests::{
-    bin, cli, http_client, init_node_dir,
+    add_file, bin, cli, http_client, init_node_dir,
     media::{
         decode_errors, ffmpeg, make_clip, segment_starts_with_keyframe, stream_duration,
         video_frames,
     },
-    start_bootstrap, start_node, status, wait_until,
+    provider_standing, start_bootstrap, start_node, status, wait_until,
 };
 
 /// Runs `streamgate --json publish FILE ARGS` with its resume state in `state_dir`.
@@ -494,14 +494,7 @@ fn a_tampered_manifest_and_segments_that_fail_their_hash_are_refused() {
     let error: Value = serde_json::from_slice(&body).expect("JSON error");
     assert_eq!(error["error"], "providers_failed");
     let s = status(&b.info.api_url).expect("status");
-    let liar = s["providers"]
-        .as_array()
-        .and_then(|p| {
-            p.iter()
-                .find(|p| p["peer_id"] == a.info.peer_id.as_str())
-                .cloned()
-        })
-        .expect("publisher in B's provider book");
+    let liar = provider_standing(&s, &a.info.peer_id).expect("publisher in B's provider book");
     assert_eq!(liar["banned"], true, "{liar}");
 
     // A manifest changed after signing is refused with its reason.
@@ -512,12 +505,7 @@ fn a_tampered_manifest_and_segments_that_fail_their_hash_are_refused() {
     tampered[middle] ^= 0x01;
     let file = root.path().join("tampered.bin");
     std::fs::write(&file, &tampered).expect("write");
-    let out = cli(&b.info.api_url, &["add", file.to_str().expect("utf-8")]);
-    assert!(out.status.success());
-    let forged = String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string();
+    let forged = add_file(&b.info.api_url, &file);
     let (code, _, body) = get_bytes(&format!("{}/hls/{forged}/master.m3u8", b.info.api_url));
     assert_eq!(code, 422, "{}", String::from_utf8_lossy(&body));
     let error: Value = serde_json::from_slice(&body).expect("JSON error");

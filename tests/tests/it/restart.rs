@@ -6,7 +6,10 @@ use std::{
     time::Duration,
 };
 
-use streamgate_tests::{bin, cli, init_node_dir, start_bootstrap, start_node, status, test_bytes};
+use streamgate_tests::{
+    add_file, bin, get_file, http_client, init_node_dir, start_bootstrap, start_node, status,
+    test_bytes,
+};
 
 #[test]
 fn identity_blobs_and_state_survive_a_restart() {
@@ -21,16 +24,7 @@ fn identity_blobs_and_state_survive_a_restart() {
     let payload = test_bytes(2 * 1024 * 1024 + 3, 4);
     let file = root.path().join("payload.bin");
     std::fs::write(&file, &payload).expect("write");
-    let out = cli(&node.info.api_url, &["add", file.to_str().expect("utf-8")]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let hash = String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string();
+    let hash = add_file(&node.info.api_url, &file);
 
     let (took, code) = node.terminate();
     assert!(code.success(), "{}", node.log());
@@ -45,33 +39,22 @@ fn identity_blobs_and_state_survive_a_restart() {
     assert_eq!(s["blobs"], 1);
     assert_eq!(s["bytes_stored"], payload.len() as u64);
     let back = root.path().join("back.bin");
-    let out = cli(
-        &node.info.api_url,
-        &["get", &hash, "-o", back.to_str().expect("utf-8")],
+    assert_eq!(
+        get_file(&node, &hash, &back),
+        payload,
+        "fetched bytes differ"
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(std::fs::read(&back).expect("read"), payload);
 
     // The restarted node announced itself again: a newcomer finds and fetches from it.
     let newcomer_dir = root.path().join("newcomer");
     init_node_dir(&newcomer_dir, "").expect("init");
     let newcomer = start_node(&newcomer_dir, &entry).expect("newcomer");
     let fetched = root.path().join("fetched.bin");
-    let out = cli(
-        &newcomer.info.api_url,
-        &["get", &hash, "-o", fetched.to_str().expect("utf-8")],
+    assert_eq!(
+        get_file(&newcomer, &hash, &fetched),
+        payload,
+        "fetched bytes differ"
     );
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        newcomer.log()
-    );
-    assert_eq!(std::fs::read(&fetched).expect("read"), payload);
 }
 
 #[test]
@@ -81,7 +64,7 @@ fn kill_9_during_add_never_leaves_a_wrong_blob_served_as_complete() {
     // A lone node: anything it cannot find locally is "not found" after the find timeout.
     init_node_dir(&dir, "").expect("init");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let client = streamgate_tests::http_client();
+    let client = http_client();
     let mut outcomes = Vec::new();
     // Kill at several points of the upload and import, each time with new content so
     // that every kill meets a different stage of its own add.

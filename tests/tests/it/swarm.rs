@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use streamgate_tests::{cli, init_node_dir, start_bootstrap, start_node, status, test_bytes};
+use streamgate_tests::{
+    add_file, get_file, init_node_dir, start_bootstrap, start_node, status, test_bytes,
+};
 
 #[test]
 fn node_five_fetches_what_node_one_added_knowing_only_the_bootstrap() {
@@ -19,36 +21,14 @@ fn node_five_fetches_what_node_one_added_knowing_only_the_bootstrap() {
     let payload = test_bytes(3 * 1024 * 1024 + 17, 1);
     let file = root.path().join("payload.bin");
     std::fs::write(&file, &payload).expect("write payload");
-    let out = cli(
-        &nodes[0].info.api_url,
-        &["add", file.to_str().expect("utf-8 path")],
-    );
-    assert!(
-        out.status.success(),
-        "add failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let hash = String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string();
+    let hash = add_file(&nodes[0].info.api_url, &file);
     assert_eq!(hash, blake3::hash(&payload).to_hex().to_string());
 
     let fetched = root.path().join("fetched.bin");
-    let out = cli(
-        &nodes[4].info.api_url,
-        &["get", &hash, "-o", fetched.to_str().expect("utf-8")],
-    );
-    assert!(
-        out.status.success(),
-        "get on node 5 failed: {}\nnode 5 log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        nodes[4].log()
-    );
     assert_eq!(
-        std::fs::read(&fetched).expect("read fetched"),
+        get_file(&nodes[4], &hash, &fetched),
         payload,
-        "bytes differ"
+        "fetched bytes differ"
     );
 
     // Node 5 now holds and provides the blob itself.

@@ -1,0 +1,193 @@
+//! `make bench-gateway`: hot-segment serving. `wrk` requests one media segment of a
+//! published video from a StreamGate node's gateway, and in the same run the same bytes
+//! from nginx (sendfile, access log off). Prints requests/s and MB/s for both and the ratio.
+
+use std::{
+    net::TcpListener,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use streamgate_tests::{cli, init_node_dir, media::make_clip, start_node, wait_until};
+
+const ROUNDS: usize = 2;
+const WRK_ARGS: [&str; 4] = ["-t2", "-c32", "-d10s", "--latency"];
+
+fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let root = tempfile::tempdir()?;
+    let dir = root.path().join("node");
+    init_node_dir(&dir, "")?;
+    let node = start_node(&dir, &[])?;
+    let clip = root.path().join("clip.mp4");
+    make_clip(&clip, 12, "1280x720", 30, true)?;
+    let out = Command::new(streamgate_tests::bin("streamgate"))
+        .env("STREAMGATE_STATE_DIR", root.path().join("state"))
+        .args([
+            "--node",
+            &node.info.api_url,
+            "--json",
+            "publish",
+            "--ladder",
+            "720p",
+        ])
+        .arg(&clip)
+        .output()?;
+    if !out.status.success() {
+        bail!("publish failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let published: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let id = published["manifest_id"].as_str().context("manifest id")?;
+    let ours = format!("{}/hls/{id}/720p/seg_1.m4s", node.info.api_url);
+
+    // The same bytes for nginx.
+    let www = root.path().join("www");
+    std::fs::create_dir_all(&www)?;
+    let segment = fetch(&ours)?;
+    std::fs::write(www.join("seg_1.m4s"), &segment)?;
+    let port = free_port()?;
+    let _nginx = Nginx::start(root.path(), port)?;
+    let theirs = format!("http://127.0.0.1:{port}/seg_1.m4s");
+    if fetch(&theirs)? != segment {
+        bail!("nginx does not serve the same bytes");
+    }
+    let _ = cli(&node.info.api_url, &["status"]);
+
+    println!(
+        "bench-gateway: {} byte segment, wrk {}",
+        segment.len(),
+        WRK_ARGS.join(" ")
+    );
+    let mut results = Vec::new();
+    for round in 0..ROUNDS {
+        let o = wrk(&ours)?;
+        let t = wrk(&theirs)?;
+        println!(
+            "round {round}: streamgate {:.0} req/s {:.1} MB/s p99 {}   nginx {:.0} req/s {:.1} MB/s p99 {}",
+            o.requests, o.megabytes, o.p99, t.requests, t.megabytes, t.p99
+        );
+        results.push((o, t));
+    }
+    let best = |f: fn(&(Wrk, Wrk)) -> f64| results.iter().map(f).fold(0.0, f64::max);
+    let (or, tr) = (best(|r| r.0.requests), best(|r| r.1.requests));
+    let (om, tm) = (best(|r| r.0.megabytes), best(|r| r.1.megabytes));
+    println!();
+    println!("hot segment (best of {ROUNDS}):");
+    println!(
+        "  streamgate {or:8.0} req/s {om:7.1} MB/s   nginx {tr:8.0} req/s {tm:7.1} MB/s   ratio {:.2}",
+        or / tr
+    );
+    drop(node);
+    Ok(())
+}
+
+fn fetch(url: &str) -> anyhow::Result<Vec<u8>> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let response = streamgate_tests::http_client().get(url).send().await?;
+        if !response.status().is_success() {
+            bail!("{url}: HTTP {}", response.status());
+        }
+        Ok(response.bytes().await?.to_vec())
+    })
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+#[derive(Debug)]
+struct Wrk {
+    requests: f64,
+    megabytes: f64,
+    p99: String,
+}
+
+fn wrk(url: &str) -> anyhow::Result<Wrk> {
+    let out = Command::new("wrk")
+        .args(WRK_ARGS)
+        .arg(url)
+        .output()
+        .context("run wrk (scripts/setup.sh installs it)")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() || text.contains("Non-2xx") {
+        bail!("wrk against {url} failed or saw errors:\n{text}");
+    }
+    let field = |label: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(label).map(|v| v.trim().to_string()))
+    };
+    let requests: f64 = field("Requests/sec:").context("no Requests/sec")?.parse()?;
+    let transfer = field("Transfer/sec:").context("no Transfer/sec")?;
+    let megabytes = parse_size(&transfer)? / 1e6;
+    let p99 = field("99%").unwrap_or_default();
+    Ok(Wrk {
+        requests,
+        megabytes,
+        p99,
+    })
+}
+
+/// wrk prints e.g. `1.23GB` or `456.78MB`.
+fn parse_size(text: &str) -> anyhow::Result<f64> {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(text.len()),
+    );
+    let n: f64 = number.parse()?;
+    Ok(n * match unit {
+        "B" => 1.0,
+        "KB" => 1024.0,
+        "MB" => 1024.0 * 1024.0,
+        "GB" => 1024.0 * 1024.0 * 1024.0,
+        other => bail!("unknown unit {other}"),
+    })
+}
+
+struct Nginx(Child);
+
+impl Nginx {
+    fn start(root: &Path, port: u16) -> anyhow::Result<Self> {
+        let conf = root.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "daemon off;\nworker_processes 2;\nuser root;\npid {root}/nginx.pid;\nerror_log {root}/nginx-error.log;\n\
+                 events {{ worker_connections 1024; }}\n\
+                 http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 1000000;\n\
+                 types {{ video/mp4 m4s; }}\n\
+                 server {{\n    listen 127.0.0.1:{port};\n    root {root}/www;\n\
+                 location / {{ add_header Cache-Control \"public, max-age=31536000, immutable\"; }}\n  }}\n}}\n",
+                root = root.display()
+            ),
+        )?;
+        let child = Command::new("nginx")
+            .args(["-c"])
+            .arg(&conf)
+            .args(["-p"])
+            .arg(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start nginx (scripts/setup.sh installs it)")?;
+        let up = wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        if !up {
+            bail!(
+                "nginx did not start: {}",
+                std::fs::read_to_string(root.join("nginx-error.log")).unwrap_or_default()
+            );
+        }
+        Ok(Self(child))
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
