@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: help setup build release test check fmt clippy demo bench-transfer bench-transcode bench-gateway clean
+.PHONY: help setup build release test check fmt clippy demo contracts bench-transfer bench-transcode bench-gateway bench-access clean
 
 help:
 	@echo "make demo            start the local network with a demo video (not built yet: says so)"
@@ -13,6 +13,8 @@ help:
 	@echo "make bench-transfer  node-to-node blob transfer vs. bare iroh-blobs (release build)"
 	@echo "make bench-transcode the default ladder of 60 s 1080p vs. the same ffmpeg command"
 	@echo "make bench-gateway   hot-segment serving vs. nginx, measured with wrk"
+	@echo "make bench-access    sign-in verifications per second, cached and uncached ownership checks"
+	@echo "make contracts       rebuild the Solidity artifacts the Rust bindings are generated from"
 	@echo "make setup           install Debian and npm dependencies (idempotent)"
 
 setup:
@@ -26,7 +28,11 @@ release: setup
 
 # The end-to-end tests start the binaries as real processes, so they are built first.
 test: build
+	./scripts/contracts.sh test
 	$(CARGO) test --workspace --no-fail-fast
+
+contracts: setup
+	./scripts/contracts.sh artifacts
 
 fmt:
 	$(CARGO) fmt --all -- --check
@@ -47,6 +53,9 @@ bench-transcode: release
 
 bench-gateway: release
 	./target/release/bench-gateway
+
+bench-access: release
+	./target/release/bench-access
 
 clean:
 	$(CARGO) clean

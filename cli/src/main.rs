@@ -15,6 +15,7 @@ use serde_json::Value;
 use streamgate_protocol::ContentHash;
 
 mod publish;
+mod signin;
 
 #[derive(Parser)]
 #[command(
@@ -64,9 +65,32 @@ enum Command {
         /// Cap the upload at this many bytes per second (for slow or shared links).
         #[arg(long, value_name = "BYTES_PER_SEC")]
         upload_rate: Option<u64>,
+        /// Gate the video on an NFT: erc721:CHAIN_ID:0xCONTRACT[:TOKEN_ID] or
+        /// erc1155:CHAIN_ID:0xCONTRACT:TOKEN_ID[:MIN_BALANCE]. Segments are then encrypted.
+        #[arg(long, value_name = "GATE")]
+        gate: Option<String>,
+        /// Another node (its public URL) that may release the key of the gated video (repeatable).
+        #[arg(long, value_name = "URL")]
+        key_server: Vec<String>,
+        /// Your Ethereum account: its ContentRegistry entry for this video, if you make one,
+        /// overrides the gate (entries by anyone else are ignored).
+        #[arg(long, value_name = "0xADDRESS")]
+        registrant: Option<String>,
     },
     /// List the videos (manifests) the node holds.
     Ls,
+    /// Sign in with an Ethereum key (EIP-4361) and print a session token for gated videos.
+    SignIn {
+        /// Environment variable holding the hex private key (never pass keys as arguments).
+        #[arg(long, value_name = "VAR")]
+        private_key_env: String,
+        /// Chain to sign in on (default: the node's only chain).
+        #[arg(long)]
+        chain_id: Option<u64>,
+        /// Sign in as this contract wallet (ERC-1271), with its owner's key.
+        #[arg(long = "as", value_name = "0xADDRESS")]
+        account: Option<alloy::primitives::Address>,
+    },
     /// Show one manifest: tracks, codecs, sizes, segments and URLs.
     Info { id: String },
 }
@@ -114,6 +138,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             title,
             ladder,
             upload_rate,
+            gate,
+            key_server,
+            registrant,
         } => {
             publish::publish(
                 &client,
@@ -124,11 +151,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     ladder,
                     json: cli.json,
                     upload_rate,
+                    gate,
+                    key_servers: key_server,
+                    registrant,
                 },
             )
             .await
         }
         Command::Ls => publish::list(&client, &base, cli.json).await,
+        Command::SignIn {
+            private_key_env,
+            chain_id,
+            account,
+        } => {
+            signin::sign_in(
+                &client,
+                &base,
+                signin::SignInArgs {
+                    private_key_env,
+                    chain_id,
+                    account,
+                    json: cli.json,
+                },
+            )
+            .await
+        }
         Command::Info { id } => publish::info(&client, &base, &id, cli.json).await,
     }
 }

@@ -28,6 +28,9 @@ pub struct PublishArgs<'a> {
     pub ladder: Option<String>,
     pub json: bool,
     pub upload_rate: Option<u64>,
+    pub gate: Option<String>,
+    pub key_servers: Vec<String>,
+    pub registrant: Option<String>,
 }
 
 /// Uploads this CLI started and has not finished, by file: where to resume them.
@@ -187,6 +190,9 @@ pub async fn publish(
         "upload_id": upload_id,
         "title": args.title.clone().or_else(|| file.file_name().map(|n| n.to_string_lossy().into_owned())),
         "ladder": args.ladder,
+        "gate": args.gate,
+        "key_servers": args.key_servers,
+        "registrant": args.registrant,
     });
     let job: Value = send(
         client.post(format!("{base}/api/v1/publish")).json(&request),

@@ -144,6 +144,8 @@ impl ManifestBuilder {
             duration_ms,
             creator,
             tracks,
+            access: None,
+            encryption: None,
         };
         manifest
             .validate()

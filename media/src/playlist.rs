@@ -79,13 +79,17 @@ pub fn hls_master(manifest: &Manifest) -> String {
     out
 }
 
-/// `{track}/index.m3u8`.
-pub fn hls_media(track: &Track) -> String {
+/// `{track}/index.m3u8`. With `key_uri`, media segments are AES-128 encrypted (the init
+/// segment is not: its `EXT-X-MAP` comes before the key).
+pub fn hls_media(track: &Track, key_uri: Option<&str>) -> String {
     let target = track.max_segment_secs().ceil().max(1.0) as u64;
     let mut out = format!(
         "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:0\n\
          #EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"{INIT_NAME}\"\n"
     );
+    if let Some(uri) = key_uri {
+        let _ = writeln!(out, "#EXT-X-KEY:METHOD=AES-128,URI=\"{uri}\"");
+    }
     let scale = f64::from(track.timescale);
     for (i, seg) in track.segments.iter().enumerate() {
         let _ = writeln!(
@@ -233,6 +237,8 @@ mod tests {
             duration_ms: 12_000,
             creator: [0; 32],
             tracks,
+            access: None,
+            encryption: None,
         }
     }
 
@@ -261,7 +267,12 @@ mod tests {
     #[test]
     fn media_playlist_and_mpd() {
         let t = track("720p", TrackKind::Video, 3);
-        let media = hls_media(&t);
+        let media = hls_media(&t, None);
+        assert!(
+            hls_media(&t, Some("/keys/x")).contains(
+                "#EXT-X-MAP:URI=\"init.mp4\"\n#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/x\"\n"
+            )
+        );
         assert!(media.contains("#EXT-X-TARGETDURATION:2\n"));
         assert!(media.contains("#EXTINF:2.000000,\nseg_2.m4s\n#EXT-X-ENDLIST"));
         let mpd = dash_mpd(&manifest(vec![t, track("audio_aac", TrackKind::Audio, 3)]));

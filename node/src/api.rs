@@ -9,6 +9,7 @@
 //! | `/api/v1/uploads...` | resumable uploads (tus 1.0), see [`crate::uploads`] |
 //! | `POST /api/v1/publish`, `GET /api/v1/jobs/{id}`, `GET /api/v1/manifests[/{id}]` | publishing, see [`crate::publish`] |
 //! | `GET /hls/{id}/...`, `GET /dash/{id}/...` | HLS and DASH, see [`crate::gateway`] |
+//! | `/api/v1/auth/...`, `GET /keys/{id}` | wallet sign-in and key release, see [`crate::access`] |
 //!
 //! Errors are JSON `{"error": "<code>", "message": "<what to do>"}` with a 4xx/5xx status.
 
@@ -56,6 +57,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .merge(crate::uploads::routes())
         .merge(crate::publish::routes())
         .merge(crate::gateway::routes())
+        .merge(crate::access::api::routes())
         .fallback(not_found)
         .layer(cors())
         .layer(tower::limit::ConcurrencyLimitLayer::new(

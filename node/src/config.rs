@@ -62,6 +62,22 @@ preset = "veryfast"
 # "auto": use hardware codecs that the start-up probe found working (see
 # `streamgate-node capabilities`); "off": CPU only.
 hardware = "auto"
+
+[access]
+# The origin viewers and wallets reach this node's API at (scheme://host:port). Sign-in
+# messages must name it. Empty: the address the API listens on.
+public_origin = ""
+# How long a sign-in session lasts, in seconds.
+session_ttl_secs = 3600
+# How long an ownership check is cached, in seconds. Transfers seen on chain drop cached
+# results within seconds regardless.
+cache_ttl_secs = 300
+
+# Chains this node checks NFT ownership on, one [[chains]] table each, for example:
+# [[chains]]
+# chain_id = 31337
+# rpc_urls = ["http://127.0.0.1:8545"]           # tried in order: failover
+# registry = "0x5FbDB2315678afecb367f032d93F642f64180aa3"  # optional ContentRegistry
 "#;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -72,7 +88,36 @@ pub struct Config {
     pub api: ApiConfig,
     pub fetch: FetchConfig,
     pub transcode: TranscodeSettings,
+    pub access: AccessConfig,
+    pub chains: Vec<ChainConfig>,
     pub testing: TestingConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessConfig {
+    pub public_origin: String,
+    pub session_ttl_secs: u64,
+    pub cache_ttl_secs: u64,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self {
+            public_origin: String::new(),
+            session_ttl_secs: 3600,
+            cache_ttl_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    pub chain_id: u64,
+    pub rpc_urls: Vec<String>,
+    #[serde(default)]
+    pub registry: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -311,6 +356,55 @@ impl Config {
                 "must be a positive multiple of 16384 (the verification group size)",
             ));
         }
+        let origin = &self.access.public_origin;
+        if !(origin.is_empty() || origin.starts_with("http://") || origin.starts_with("https://")) {
+            return Err(invalid(
+                "access.public_origin",
+                "must start with http:// or https://",
+            ));
+        }
+        if !(60..=7 * 86400).contains(&self.access.session_ttl_secs) {
+            return Err(invalid(
+                "access.session_ttl_secs",
+                "must be between 60 and 604800",
+            ));
+        }
+        if self.access.cache_ttl_secs > 86400 {
+            return Err(invalid("access.cache_ttl_secs", "must be at most 86400"));
+        }
+        for (i, chain) in self.chains.iter().enumerate() {
+            if self.chains[..i]
+                .iter()
+                .any(|c| c.chain_id == chain.chain_id)
+            {
+                return Err(invalid(
+                    "chains.chain_id",
+                    &format!("chain {} is listed twice", chain.chain_id),
+                ));
+            }
+            if chain.rpc_urls.is_empty() {
+                return Err(invalid(
+                    "chains.rpc_urls",
+                    &format!("chain {} needs at least one URL", chain.chain_id),
+                ));
+            }
+            for url in &chain.rpc_urls {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(invalid(
+                        "chains.rpc_urls",
+                        &format!("{url:?} must be an http(s) URL"),
+                    ));
+                }
+            }
+            if let Some(registry) = &chain.registry
+                && registry.parse::<alloy_primitives::Address>().is_err()
+            {
+                return Err(invalid(
+                    "chains.registry",
+                    &format!("{registry:?} is not a 0x address"),
+                ));
+            }
+        }
         if let Err(e) = streamgate_media::ladder::parse_ladder(&self.transcode.ladder) {
             return Err(invalid("transcode.ladder", &e.to_string()));
         }
@@ -366,6 +460,12 @@ mod tests {
         assert!(err.to_string().contains("swarm.bootstrap"), "{err}");
         let err = Config::parse("[api]\nlisten = \"nope\"\n", "c.toml").expect_err("invalid");
         assert!(err.to_string().contains("listen"), "{err}");
+        let err = Config::parse(
+            "[[chains]]\nchain_id = 1\nrpc_urls = [\"ftp://x\"]\n",
+            "c.toml",
+        )
+        .expect_err("invalid");
+        assert!(err.to_string().contains("chains.rpc_urls"), "{err}");
         let err = Config::parse("[swarm]\ntypo = 1\n", "c.toml").expect_err("unknown key");
         assert!(err.to_string().contains("typo"), "{err}");
     }

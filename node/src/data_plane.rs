@@ -342,9 +342,17 @@ impl iroh_blobs::util::SendStream for ServedStream {
 
     async fn send(&mut self, buf: &[u8]) -> std::io::Result<()> {
         self.account(buf.len()).await;
-        let out = self.maybe_corrupt(buf).into_owned();
+        let result = match self.maybe_corrupt(buf) {
+            // The common case: forward the caller's slice without copying it.
+            std::borrow::Cow::Borrowed(b) => {
+                iroh_blobs::util::SendStream::send(&mut self.inner, b).await
+            }
+            std::borrow::Cow::Owned(v) => {
+                iroh_blobs::util::SendStream::send(&mut self.inner, &v).await
+            }
+        };
         self.written += buf.len() as u64;
-        iroh_blobs::util::SendStream::send(&mut self.inner, &out).await
+        result
     }
 
     async fn sync(&mut self) -> std::io::Result<()> {

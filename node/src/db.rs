@@ -70,6 +70,15 @@ pub struct JobEntry {
     /// BLAKE3 of the uploaded file, once the job has read it.
     #[serde(default)]
     pub source_hash: Option<String>,
+    /// Access gate, for gated videos.
+    #[serde(default)]
+    pub gate: Option<String>,
+    /// Other nodes that may release the key of a gated video.
+    #[serde(default)]
+    pub key_servers: Vec<String>,
+    /// The account whose registry entry for the video is honoured.
+    #[serde(default)]
+    pub registrant: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

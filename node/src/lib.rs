@@ -16,6 +16,7 @@
 //!
 //! The bootstrap daemon reuses [`swarm`], [`identity`] and [`runfile`].
 
+pub mod access;
 pub mod api;
 pub mod bounded;
 pub mod config;

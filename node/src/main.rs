@@ -8,6 +8,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
+use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use libp2p::Multiaddr;
 use serde::Serialize;
@@ -17,7 +18,7 @@ use streamgate_node::{
     data_plane::DataPlane,
     db::NodeDb,
     identity::Identity,
-    node::{Node, RECORD_REFRESH},
+    node::{Node, NodeParts, RECORD_REFRESH},
     runfile::{ReadyFile, init_logging, run_main, shutdown_signal},
     swarm::{self, Role, SwarmOptions},
 };
@@ -202,15 +203,18 @@ async fn run(
         tracing::info!(mode = %caps.to_json()["mode"], "hardware probe");
         caps
     });
-    let node = Arc::new(Node::new(
+    let access =
+        streamgate_node::access::Access::new(&config, &api_url).map_err(anyhow::Error::msg)?;
+    let node = Arc::new(Node::new(NodeParts {
         identity,
         config,
-        data_dir,
+        data_dir: data_dir.to_path_buf(),
         db,
-        data_plane.clone(),
-        started.handle.clone(),
+        data_plane: data_plane.clone(),
+        swarm: started.handle.clone(),
         capabilities,
-    )?);
+        access,
+    })?);
     node.publish_node_record().await;
     let reannounced = node.provide_stored().await?;
 
@@ -255,11 +259,18 @@ async fn run(
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(
-        axum::serve(listener, api::router(node.clone()))
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .into_future(),
+        // Segments are many small-to-medium responses on kept-alive connections: send each
+        // as soon as it is written.
+        axum::serve(
+            listener.tap_io(|stream| {
+                let _ = stream.set_nodelay(true);
+            }),
+            api::router(node.clone()),
+        )
+        .with_graceful_shutdown(async {
+            let _ = stop_rx.await;
+        })
+        .into_future(),
     );
     let signal = tokio::select! {
         signal = shutdown_signal() => signal?,

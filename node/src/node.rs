@@ -3,7 +3,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{Arc, Mutex, RwLock},
     time::Duration,
 };
@@ -60,6 +60,8 @@ pub struct Node {
     pub capabilities: Option<streamgate_media::hw::Capabilities>,
     /// Recently served segments, in memory.
     pub(crate) hot: crate::hot::HotCache,
+    /// Sign-in sessions, chains and ownership checks.
+    pub access: crate::access::Access,
 }
 
 /// Manifests kept verified in memory, and partly held manifests watched for completion.
@@ -111,16 +113,31 @@ pub struct ProviderStanding {
     pub banned_until: u64,
 }
 
+/// What a node is assembled from, once each part has started.
+#[derive(Debug)]
+pub struct NodeParts {
+    pub identity: Identity,
+    pub config: Config,
+    pub data_dir: PathBuf,
+    pub db: Arc<NodeDb>,
+    pub data_plane: DataPlane,
+    pub swarm: SwarmHandle,
+    pub capabilities: Option<streamgate_media::hw::Capabilities>,
+    pub access: crate::access::Access,
+}
+
 impl Node {
-    pub fn new(
-        identity: Identity,
-        config: Config,
-        data_dir: &Path,
-        db: Arc<NodeDb>,
-        data_plane: DataPlane,
-        swarm: SwarmHandle,
-        capabilities: Option<streamgate_media::hw::Capabilities>,
-    ) -> Result<Self, crate::db::DbError> {
+    pub fn new(parts: NodeParts) -> Result<Self, crate::db::DbError> {
+        let NodeParts {
+            identity,
+            config,
+            data_dir,
+            db,
+            data_plane,
+            swarm,
+            capabilities,
+            access,
+        } = parts;
         let mut book = ProviderBook::new(PROVIDER_BOOK_CAPACITY);
         for (key, standing) in db.providers()? {
             book.restore(key, standing);
@@ -132,7 +149,7 @@ impl Node {
         Ok(Self {
             identity,
             config,
-            data_dir: data_dir.to_path_buf(),
+            data_dir,
             db,
             data_plane,
             swarm,
@@ -146,6 +163,7 @@ impl Node {
             uploads: crate::uploads::Busy::default(),
             hot,
             capabilities,
+            access,
         })
     }
 

@@ -29,7 +29,10 @@ use serde::{Deserialize, Serialize};
 use streamgate_media::{
     ManifestBuilder, Output, TranscodeConfig, ladder::parse_ladder, transcode_file,
 };
-use streamgate_protocol::ContentHash;
+use streamgate_protocol::{
+    ContentHash,
+    access::{AccessPolicy, Encryption, EncryptionMethod},
+};
 
 use crate::{
     api::ApiError,
@@ -78,6 +81,13 @@ pub struct PublishRequest {
     pub title: Option<String>,
     /// e.g. `1080p,720p`; the node's `transcode.ladder` when absent.
     pub ladder: Option<String>,
+    /// `erc721:CHAIN_ID:0xCONTRACT[:TOKEN_ID]` or `erc1155:CHAIN_ID:0xCONTRACT:TOKEN_ID[:MIN]`.
+    pub gate: Option<String>,
+    /// Other nodes (by public origin) that may release the key of a gated video.
+    #[serde(default)]
+    pub key_servers: Vec<String>,
+    /// The Ethereum account whose ContentRegistry entry for this video nodes will honour.
+    pub registrant: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -155,6 +165,28 @@ async fn publish(
             "titles are at most 256 bytes with no control characters".into(),
         ));
     }
+    if let Some(gate) = &request.gate {
+        gate.parse::<AccessPolicy>()
+            .map_err(|e| bad("bad_gate", e.to_string()))?;
+        if let Some(registrant) = &request.registrant {
+            registrant
+                .parse::<alloy_primitives::Address>()
+                .map_err(|_| {
+                    bad(
+                        "bad_gate",
+                        format!("registrant {registrant:?} is not a 0x address"),
+                    )
+                })?;
+        }
+    } else if !request.key_servers.is_empty() || request.registrant.is_some() {
+        return Err(bad(
+            "bad_gate",
+            "key servers only make sense for a gated video (--gate)".into(),
+        ));
+    }
+    if request.key_servers.len() + 1 > streamgate_protocol::access::MAX_KEY_WRAPS {
+        return Err(bad("bad_gate", "too many key servers".into()));
+    }
     let mut raw = [0u8; 16];
     rand::fill(&mut raw);
     let id = hex::encode(raw);
@@ -168,6 +200,9 @@ async fn publish(
                 state: JobState::Queued,
                 created_at: unix_now(),
                 source_hash: None,
+                gate: request.gate,
+                key_servers: request.key_servers,
+                registrant: request.registrant,
             },
         )
         .map_err(internal)?;
@@ -355,6 +390,13 @@ async fn execute(node: &Arc<Node>, id: &str) -> Result<ContentHash, String> {
         &job.ladder,
         info.video.as_ref().map(|v| v.codec.as_str()),
     )?;
+    let gating = match &job.gate {
+        Some(gate) => {
+            Some(prepare_gating(node, gate, job.registrant.as_deref(), &job.key_servers).await?)
+        }
+        None => None,
+    };
+    let content_key = gating.as_ref().map(|g| g.key);
     if let Ok(mut progress) = node.jobs.progress.lock() {
         progress.insert(
             id.to_string(),
@@ -388,7 +430,12 @@ async fn execute(node: &Arc<Node>, id: &str) -> Result<ContentHash, String> {
         let cancel = AtomicBool::new(false);
         let mut builder = ManifestBuilder::new();
         let mut blobs: Vec<(ContentHash, BlobEntry)> = Vec::new();
-        let result = transcode_file(&path, &config, progress, &cancel, |output| {
+        let result = transcode_file(&path, &config, progress, &cancel, |mut output| {
+            // Gated: media segments are encrypted before they are hashed, so the swarm moves
+            // and verifies ciphertext like any other blob. Init segments stay clear.
+            if let (Some(key), Output::Segment { index, bytes, .. }) = (&content_key, &mut output) {
+                *bytes = crate::access::keys::encrypt_segment(key, *index, bytes.as_slice());
+            }
             let Some(hash) = builder.record(&output)? else {
                 return Ok(());
             };
@@ -433,6 +480,11 @@ async fn execute(node: &Arc<Node>, id: &str) -> Result<ContentHash, String> {
     .await
     .map_err(|e| e.to_string())??;
 
+    let mut manifest = manifest;
+    if let Some(gating) = gating {
+        manifest.access = Some(gating.policy);
+        manifest.encryption = Some(gating.encryption);
+    }
     let signed = manifest.sign(&node.identity.signing_key());
     signed
         .verify()
@@ -445,6 +497,78 @@ async fn execute(node: &Arc<Node>, id: &str) -> Result<ContentHash, String> {
     let _ = tokio::fs::remove_file(upload_path(node, &job.upload_id)).await;
     let _ = node.db.remove_upload(&job.upload_id);
     Ok(manifest_id)
+}
+
+/// A gated video's policy, content key, and the key sealed to every key server.
+struct Gating {
+    policy: AccessPolicy,
+    key: crate::access::keys::ContentKey,
+    encryption: Encryption,
+}
+
+async fn prepare_gating(
+    node: &Node,
+    gate: &str,
+    registrant: Option<&str>,
+    key_servers: &[String],
+) -> Result<Gating, String> {
+    let mut policy: AccessPolicy = gate
+        .parse()
+        .map_err(|e: streamgate_protocol::access::GateError| e.to_string())?;
+    policy.registrant = match registrant {
+        Some(r) => Some(
+            r.parse()
+                .map_err(|_| format!("registrant {r:?} is not a 0x address"))?,
+        ),
+        None => None,
+    };
+    if !node.access.chain_ids().contains(&policy.chain_id) {
+        tracing::warn!(
+            "chain {} is not configured here; this node cannot release keys for this video until it is",
+            policy.chain_id
+        );
+    }
+    let key = crate::access::keys::new_content_key();
+    let mut key_wraps = vec![crate::access::keys::seal(
+        &key,
+        &node.identity.public_key(),
+        Some(node.access.origin.clone()),
+    )?];
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())?;
+    for url in key_servers {
+        let url = url.trim_end_matches('/');
+        let status: serde_json::Value = client
+            .get(format!("{url}/api/v1/status"))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| format!("cannot reach key server {url}: {e}"))?
+            .json()
+            .await
+            .map_err(|e| format!("key server {url} answered oddly: {e}"))?;
+        let mut node_key = [0u8; 32];
+        hex::decode_to_slice(
+            status["node_id"].as_str().unwrap_or_default(),
+            &mut node_key,
+        )
+        .map_err(|_| format!("key server {url} did not say its node id"))?;
+        key_wraps.push(crate::access::keys::seal(
+            &key,
+            &node_key,
+            Some(url.to_string()),
+        )?);
+    }
+    Ok(Gating {
+        policy,
+        key,
+        encryption: Encryption {
+            method: EncryptionMethod::Aes128,
+            key_wraps,
+        },
+    })
 }
 
 fn hash_file(path: &std::path::Path) -> std::io::Result<ContentHash> {

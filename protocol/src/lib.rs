@@ -9,6 +9,7 @@
 //! Nothing here opens a socket, spawns a task or reads the clock: callers pass the time in.
 //! That keeps every rule testable in virtual time and lets the node crate own all I/O.
 
+pub mod access;
 pub mod announce;
 pub mod content;
 pub mod limits;
@@ -16,6 +17,7 @@ pub mod manifest;
 pub mod node_record;
 pub mod range;
 pub mod reputation;
+pub mod siwe;
 mod wire;
 
 pub use announce::Announcement;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     ContentHash,
+    access::{AccessPolicy, Encryption},
     wire::{self, DecodeError},
 };
 
@@ -46,6 +47,10 @@ pub struct Manifest {
     #[serde(with = "crate::content::hex_key")]
     pub creator: [u8; 32],
     pub tracks: Vec<Track>,
+    /// Who may watch; `None` for public content.
+    pub access: Option<AccessPolicy>,
+    /// How media segments are encrypted; present exactly when `access` is.
+    pub encryption: Option<Encryption>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,6 +149,18 @@ impl Manifest {
                 return invalid(format!("track id {:?} appears twice", track.id));
             }
             track.validate()?;
+        }
+        match (&self.access, &self.encryption) {
+            (None, None) => {}
+            (Some(access), Some(encryption)) => {
+                access.validate().map_err(ManifestError::Invalid)?;
+                encryption.validate().map_err(ManifestError::Invalid)?;
+            }
+            _ => {
+                return invalid(
+                    "gated content must be encrypted, and only gated content is".into(),
+                );
+            }
         }
         Ok(())
     }
@@ -340,6 +357,8 @@ pub(crate) mod tests {
                     segments: vec![seg(4), seg(5)],
                 },
             ],
+            access: None,
+            encryption: None,
         }
     }
 

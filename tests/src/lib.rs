@@ -3,6 +3,7 @@
 //! Every process gets its own data folder, binds port 0 on 127.0.0.1, and is killed when
 //! its handle drops, so a failing test leaves nothing running.
 
+pub mod chain;
 pub mod media;
 
 use std::{

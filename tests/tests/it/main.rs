@@ -1,6 +1,7 @@
 //! End-to-end scenarios: real `streamgate-node`, `streamgate-bootstrap` and `streamgate`
 //! processes on loopback. Run with `make test` (which builds the binaries first).
 
+mod access;
 mod bad_input;
 mod data_plane;
 mod faults;

@@ -53,7 +53,7 @@ fn publish_to_dir(source: &Path, out_dir: &Path) -> Manifest {
     for track in &manifest.tracks {
         std::fs::write(
             out_dir.join(&track.id).join("index.m3u8"),
-            playlist::hls_media(track),
+            playlist::hls_media(track, None),
         )
         .expect("write");
     }

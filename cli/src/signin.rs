@@ -1,0 +1,105 @@
+//! `streamgate sign-in`: Sign-In with Ethereum (EIP-4361) from the command line, so that
+//! FFmpeg, VLC or curl can play gated content with `Authorization: Bearer <token>`.
+
+use alloy::{
+    primitives::Address,
+    signers::{Signer, local::PrivateKeySigner},
+};
+use anyhow::{Context, anyhow, bail};
+use serde_json::Value;
+use streamgate_protocol::siwe::SiweMessage;
+
+use crate::send;
+
+#[derive(Debug)]
+pub struct SignInArgs {
+    /// Name of the environment variable holding the hex private key.
+    pub private_key_env: String,
+    pub chain_id: Option<u64>,
+    /// Sign in as this contract wallet (ERC-1271), signing with its owner's key.
+    pub account: Option<Address>,
+    pub json: bool,
+}
+
+pub async fn sign_in(client: &reqwest::Client, base: &str, args: SignInArgs) -> anyhow::Result<()> {
+    let secret = std::env::var(&args.private_key_env)
+        .with_context(|| format!("environment variable {} is not set", args.private_key_env))?;
+    let signer: PrivateKeySigner = secret
+        .trim()
+        .parse()
+        .map_err(|_| anyhow!("{} does not hold a hex private key", args.private_key_env))?;
+    let hello: Value = send(client.get(format!("{base}/api/v1/auth/nonce")), base)
+        .await?
+        .json()
+        .await?;
+    let nonce = hello["nonce"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the node sent no nonce"))?;
+    let domain = hello["domain"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the node sent no domain"))?;
+    let origin = hello["origin"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the node sent no origin"))?;
+    let chains: Vec<u64> = hello["chain_ids"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    let chain_id = match args.chain_id {
+        Some(id) => id,
+        None => match chains.as_slice() {
+            [only] => *only,
+            [] => bail!("the node checks no chain; gated content cannot be unlocked there"),
+            many => bail!("the node checks chains {many:?}: pick one with --chain-id"),
+        },
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let message = SiweMessage {
+        scheme: None,
+        domain: domain.to_string(),
+        address: args.account.unwrap_or(signer.address()),
+        statement: Some("Sign in to StreamGate to watch gated videos.".into()),
+        uri: origin.to_string(),
+        version: "1".into(),
+        chain_id,
+        nonce: nonce.to_string(),
+        issued_at: now,
+        expiration_time: Some(now + 3600),
+        not_before: None,
+        request_id: None,
+        resources: Vec::new(),
+    }
+    .to_text();
+    let signature = signer
+        .sign_message(message.as_bytes())
+        .await
+        .map_err(|e| anyhow!("cannot sign: {e}"))?;
+    let body = serde_json::json!({
+        "message": message,
+        "signature": format!("0x{}", hex::encode(signature.as_bytes())),
+    });
+    let session: Value = send(
+        client.post(format!("{base}/api/v1/auth/siwe")).json(&body),
+        base,
+    )
+    .await?
+    .json()
+    .await?;
+    let token = session["token"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the node sent no token"))?;
+    if args.json {
+        println!("{session}");
+    } else {
+        println!("{token}");
+        eprintln!(
+            "signed in as {} until {}; play with: ffplay -headers 'Authorization: Bearer {token}' URL",
+            session["address"].as_str().unwrap_or("?"),
+            streamgate_protocol::siwe::format_time(session["expires_at"].as_i64().unwrap_or(0))
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,515 @@
+//! NFT-gated viewing against real anvil chains: sign-in, ownership checks, key release,
+//! encrypted segments, transfers, contract wallets, two chains, and a dead RPC.
+
+use std::{
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use alloy::{
+    primitives::Address,
+    signers::{Signer, local::PrivateKeySigner},
+};
+use serde_json::Value;
+use streamgate_protocol::siwe::SiweMessage;
+use streamgate_tests::{
+    Node, bin,
+    chain::TestChain,
+    http_client, init_node_dir,
+    media::{decode_errors, make_clip, video_frames},
+    start_node,
+};
+
+/// A node that checks ownership on `chains` (chain id, RPC URL, registry).
+fn gated_node(dir: &Path, chains: &[(u64, String, Option<Address>)]) -> Node {
+    let mut extra = String::new();
+    for (id, url, registry) in chains {
+        extra.push_str(&format!(
+            "[[chains]]\nchain_id = {id}\nrpc_urls = [\"{url}\"]\n"
+        ));
+        if let Some(r) = registry {
+            extra.push_str(&format!("registry = \"{r}\"\n"));
+        }
+    }
+    init_node_dir(dir, &extra).expect("init");
+    start_node(dir, &[]).expect("node")
+}
+
+fn publish_gated(node: &Node, clip: &Path, gate: &str, state: &Path) -> String {
+    let out = Command::new(bin("streamgate"))
+        .env("STREAMGATE_STATE_DIR", state)
+        .args([
+            "--node",
+            &node.info.api_url,
+            "--json",
+            "publish",
+            "--ladder",
+            "360p",
+            "--gate",
+            gate,
+        ])
+        .arg(clip)
+        .output()
+        .expect("publish");
+    assert!(
+        out.status.success(),
+        "publish failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        node.log()
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    v["manifest_id"].as_str().expect("id").to_string()
+}
+
+/// `streamgate sign-in` with the key in an environment variable; the session token.
+fn sign_in(node: &Node, key: &str, extra: &[&str]) -> Result<String, String> {
+    let out = Command::new(bin("streamgate"))
+        .env("SG_TEST_KEY", key)
+        .args([
+            "--node",
+            &node.info.api_url,
+            "sign-in",
+            "--private-key-env",
+            "SG_TEST_KEY",
+        ])
+        .args(extra)
+        .output()
+        .expect("sign-in");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn key_status(node: &Node, id: &str, token: Option<&str>) -> (u16, Value) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let mut request = http_client().get(format!("{}/keys/{id}", node.info.api_url));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.expect("body");
+        let body = if status == 200 {
+            serde_json::json!({ "key_len": bytes.len() })
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        (status, body)
+    })
+}
+
+fn plays(node: &Node, id: &str, token: &str) -> Result<usize, String> {
+    let master = format!("{}/hls/{id}/master.m3u8", node.info.api_url);
+    let header = format!("Authorization: Bearer {token}\r\n");
+    let errors = decode_errors(&master, &["-headers", &header]).map_err(|e| e.to_string())?;
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let playlist = format!("{}/hls/{id}/360p/index.m3u8", node.info.api_url);
+    video_frames(&playlist, &["-headers", &header])
+        .map(|f| f.len())
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn erc721_and_erc1155_holders_play_gated_video_and_others_are_refused() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let chain = runtime.block_on(TestChain::start(31337)).expect("chain");
+    let root = tempfile::tempdir().expect("tempdir");
+    let node = gated_node(&root.path().join("node"), &[(31337, chain.rpc_url(), None)]);
+    let clip = root.path().join("clip.mp4");
+    make_clip(&clip, 6, "640x360", 30, true).expect("clip");
+    let (holder, holder_key) = chain.account(1);
+    let (stranger, stranger_key) = chain.account(2);
+    let (fan, fan_key) = chain.account(3);
+    let token = runtime.block_on(chain.mint_pass(holder)).expect("mint");
+    runtime
+        .block_on(chain.mint_1155(fan, 7, 2))
+        .expect("mint 1155");
+    let state = root.path().join("state");
+    let id721 = publish_gated(
+        &node,
+        &clip,
+        &format!("erc721:31337:{}", chain.pass),
+        &state,
+    );
+    let id1155 = publish_gated(
+        &node,
+        &clip,
+        &format!("erc1155:31337:{}:7:2", chain.pass1155),
+        &state,
+    );
+
+    // The holder signs in and FFmpeg plays the stream to the end with the token.
+    let holder_token = sign_in(&node, &holder_key, &[]).expect("holder signs in");
+    assert_eq!(
+        plays(&node, &id721, &holder_token),
+        Ok(180),
+        "holder playback"
+    );
+    let fan_token = sign_in(&node, &fan_key, &[]).expect("fan signs in");
+    assert_eq!(
+        plays(&node, &id1155, &fan_token),
+        Ok(180),
+        "ERC-1155 holder playback"
+    );
+    assert_eq!(
+        key_status(&node, &id1155, Some(&holder_token)).0,
+        403,
+        "no ERC-1155 balance"
+    );
+
+    // Without a session: 401. Without the token: 403, and the ciphertext does not decode.
+    assert_eq!(key_status(&node, &id721, None).0, 401);
+    let stranger_token = sign_in(&node, &stranger_key, &[]).expect("stranger signs in");
+    let (code, body) = key_status(&node, &id721, Some(&stranger_token));
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (403, Some("not_entitled")),
+        "{body}"
+    );
+    let info: Value = serde_json::from_slice(
+        &streamgate_tests::cli(&node.info.api_url, &["--json", "info", &id721]).stdout,
+    )
+    .expect("info");
+    let track = &info["manifest"]["tracks"][0];
+    let init = runtime
+        .block_on(async {
+            let url = format!(
+                "{}/blob/{}",
+                node.info.api_url,
+                track["init"]["hash"].as_str().expect("hash")
+            );
+            http_client().get(url).send().await?.bytes().await
+        })
+        .expect("init");
+    let cipher = runtime
+        .block_on(async {
+            let url = format!(
+                "{}/blob/{}",
+                node.info.api_url,
+                track["segments"][0]["hash"].as_str().expect("hash")
+            );
+            http_client().get(url).send().await?.bytes().await
+        })
+        .expect("segment");
+    let joined = root.path().join("cipher.mp4");
+    std::fs::write(&joined, [init.as_ref(), cipher.as_ref()].concat()).expect("write");
+    let decoded = video_frames(joined.to_str().expect("utf-8"), &[])
+        .map(|f| f.len())
+        .unwrap_or(0);
+    assert_eq!(decoded, 0, "ciphertext fetched as a blob decoded to frames");
+
+    // The holder gives the pass away: refused within 10 seconds; the new owner is let in.
+    assert_eq!(key_status(&node, &id721, Some(&holder_token)).0, 200);
+    runtime
+        .block_on(chain.transfer_pass(1, stranger, token))
+        .expect("transfer");
+    let moved = Instant::now();
+    let mut refused = false;
+    while moved.elapsed() < Duration::from_secs(10) {
+        if key_status(&node, &id721, Some(&holder_token)).0 == 403 {
+            refused = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        refused,
+        "the old owner still got the key 10 s after the transfer\n{}",
+        node.log()
+    );
+    assert_eq!(
+        key_status(&node, &id721, Some(&stranger_token)).0,
+        200,
+        "the new owner"
+    );
+    let _ = stranger;
+}
+
+#[test]
+fn each_bad_sign_in_is_refused_with_its_own_error() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let chain = runtime.block_on(TestChain::start(31337)).expect("chain");
+    let root = tempfile::tempdir().expect("tempdir");
+    let node = gated_node(&root.path().join("node"), &[(31337, chain.rpc_url(), None)]);
+    let (_, key) = chain.account(1);
+    let (_, other_key) = chain.account(2);
+    let signer: PrivateKeySigner = key.parse().expect("key");
+    let other: PrivateKeySigner = other_key.parse().expect("key");
+    let client = http_client();
+    let api = node.info.api_url.clone();
+    let hello: Value = runtime
+        .block_on(async {
+            client
+                .get(format!("{api}/api/v1/auth/nonce"))
+                .send()
+                .await?
+                .json()
+                .await
+        })
+        .expect("nonce");
+    let domain = hello["domain"].as_str().expect("domain").to_string();
+    let origin = hello["origin"].as_str().expect("origin").to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let fresh_nonce = || -> String {
+        runtime
+            .block_on(async {
+                let v: Value = client
+                    .get(format!("{api}/api/v1/auth/nonce"))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                Ok::<_, reqwest::Error>(v["nonce"].as_str().unwrap_or_default().to_string())
+            })
+            .expect("nonce")
+    };
+    let message = |nonce: String| SiweMessage {
+        scheme: None,
+        domain: domain.clone(),
+        address: signer.address(),
+        statement: None,
+        uri: origin.clone(),
+        version: "1".into(),
+        chain_id: 31337,
+        nonce,
+        issued_at: now,
+        expiration_time: Some(now + 600),
+        not_before: None,
+        request_id: None,
+        resources: vec![],
+    };
+    let attempt = |text: &str, signature: String| -> (u16, String) {
+        runtime.block_on(async {
+            let r = client
+                .post(format!("{api}/api/v1/auth/siwe"))
+                .json(&serde_json::json!({ "message": text, "signature": signature }))
+                .send()
+                .await
+                .expect("post");
+            let status = r.status().as_u16();
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            (status, v["error"].as_str().unwrap_or("").to_string())
+        })
+    };
+    let sign = |s: &PrivateKeySigner, text: &str| -> String {
+        let sig = runtime
+            .block_on(s.sign_message(text.as_bytes()))
+            .expect("sign");
+        format!("0x{}", hex::encode(sig.as_bytes()))
+    };
+
+    let good = message(fresh_nonce()).to_text();
+    assert_eq!(
+        attempt(&good, format!("0x{}", "00".repeat(65))),
+        (401, "bad_signature".into()),
+        "forged signature"
+    );
+    let good = message(fresh_nonce()).to_text();
+    assert_eq!(
+        attempt(&good, sign(&other, &good)),
+        (401, "wrong_signer".into()),
+        "another address signed"
+    );
+    let once = message(fresh_nonce()).to_text();
+    assert_eq!(
+        attempt(&once, sign(&signer, &once)).0,
+        200,
+        "a good sign-in works"
+    );
+    assert_eq!(
+        attempt(&once, sign(&signer, &once)),
+        (401, "nonce_reused".into()),
+        "reused nonce"
+    );
+    let invented = message("neverissued1".into()).to_text();
+    assert_eq!(
+        attempt(&invented, sign(&signer, &invented)),
+        (401, "unknown_nonce".into())
+    );
+    let mut expired = message(fresh_nonce());
+    expired.issued_at = now - 7200;
+    expired.expiration_time = Some(now - 3600);
+    let expired = expired.to_text();
+    assert_eq!(
+        attempt(&expired, sign(&signer, &expired)),
+        (422, "expired".into())
+    );
+    let mut domain_wrong = message(fresh_nonce());
+    domain_wrong.domain = "evil.example".into();
+    let domain_wrong = domain_wrong.to_text();
+    assert_eq!(
+        attempt(&domain_wrong, sign(&signer, &domain_wrong)),
+        (422, "wrong_domain".into())
+    );
+    let mut chain_wrong = message(fresh_nonce());
+    chain_wrong.chain_id = 1;
+    let chain_wrong = chain_wrong.to_text();
+    assert_eq!(
+        attempt(&chain_wrong, sign(&signer, &chain_wrong)),
+        (422, "wrong_chain".into())
+    );
+    let garbage = "hello node, let me in";
+    assert_eq!(
+        attempt(garbage, sign(&signer, garbage)),
+        (400, "malformed_message".into())
+    );
+}
+
+#[test]
+fn a_contract_wallet_signs_in_and_two_chains_each_gate_a_video() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let first = runtime.block_on(TestChain::start(31337)).expect("chain 1");
+    let second = runtime.block_on(TestChain::start(31338)).expect("chain 2");
+    let root = tempfile::tempdir().expect("tempdir");
+    let node = gated_node(
+        &root.path().join("node"),
+        &[
+            (31337, first.rpc_url(), None),
+            (31338, second.rpc_url(), None),
+        ],
+    );
+    let clip = root.path().join("clip.mp4");
+    make_clip(&clip, 4, "640x360", 30, true).expect("clip");
+    let state = root.path().join("state");
+    let on_first = publish_gated(
+        &node,
+        &clip,
+        &format!("erc721:31337:{}", first.pass),
+        &state,
+    );
+    let on_second = publish_gated(
+        &node,
+        &clip,
+        &format!("erc721:31338:{}", second.pass),
+        &state,
+    );
+
+    // A contract wallet (ERC-1271) owned by account 4 holds a pass on the first chain.
+    let wallet = runtime.block_on(first.deploy_wallet(4)).expect("wallet");
+    runtime
+        .block_on(first.mint_pass(wallet))
+        .expect("mint to wallet");
+    let (_, owner_key) = first.account(4);
+    let wallet_token = sign_in(
+        &node,
+        &owner_key,
+        &["--as", &wallet.to_string(), "--chain-id", "31337"],
+    )
+    .expect("contract wallet signs in");
+    assert_eq!(plays(&node, &on_first, &wallet_token), Ok(120));
+    assert_eq!(
+        key_status(&node, &on_second, Some(&wallet_token)).0,
+        403,
+        "no pass on chain 2"
+    );
+
+    // Account 5 holds a pass on the second chain only.
+    let (holder, holder_key) = second.account(5);
+    runtime
+        .block_on(second.mint_pass(holder))
+        .expect("mint on chain 2");
+    let token = sign_in(&node, &holder_key, &["--chain-id", "31338"]).expect("sign in on chain 2");
+    assert_eq!(plays(&node, &on_second, &token), Ok(120));
+    assert_eq!(
+        key_status(&node, &on_first, Some(&token)).0,
+        403,
+        "no pass on chain 1"
+    );
+}
+
+#[test]
+fn the_registry_entry_of_the_registrant_overrides_the_manifest_and_a_dead_rpc_fails_closed() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let chain = runtime.block_on(TestChain::start(31337)).expect("chain");
+    let root = tempfile::tempdir().expect("tempdir");
+    let node = gated_node(
+        &root.path().join("node"),
+        &[(31337, chain.rpc_url(), Some(chain.registry))],
+    );
+    let clip = root.path().join("clip.mp4");
+    make_clip(&clip, 4, "640x360", 30, true).expect("clip");
+    let (holder, holder_key) = chain.account(1);
+    let (creator, _) = chain.account(3);
+    runtime.block_on(chain.mint_pass(holder)).expect("mint");
+    let out = Command::new(bin("streamgate"))
+        .env("STREAMGATE_STATE_DIR", root.path().join("state"))
+        .args([
+            "--node",
+            &node.info.api_url,
+            "--json",
+            "publish",
+            "--ladder",
+            "360p",
+        ])
+        .args([
+            "--gate",
+            &format!("erc721:31337:{}", chain.pass),
+            "--registrant",
+            &creator.to_string(),
+        ])
+        .arg(&clip)
+        .output()
+        .expect("publish");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = serde_json::from_slice::<Value>(&out.stdout).expect("JSON")["manifest_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let mut manifest_id = [0u8; 32];
+    hex::decode_to_slice(&id, &mut manifest_id).expect("hex");
+    let holder_token = sign_in(&node, &holder_key, &[]).expect("sign in");
+    assert_eq!(
+        key_status(&node, &id, Some(&holder_token)).0,
+        200,
+        "gated on the pass the holder has"
+    );
+
+    // Someone else registers the video first, gated on a contract nobody holds: ignored.
+    let decoy = runtime
+        .block_on(chain.deploy_pass())
+        .expect("decoy pass contract");
+    runtime
+        .block_on(chain.register_gate(5, manifest_id, decoy))
+        .expect("stranger registers");
+    assert_eq!(
+        key_status(&node, &id, Some(&holder_token)).0,
+        200,
+        "a stranger's entry changed nothing"
+    );
+
+    // The registrant's entry on the chain wins over the manifest: gated on a pass nobody holds.
+    let registry_gate = runtime
+        .block_on(chain.deploy_pass())
+        .expect("second pass contract");
+    runtime
+        .block_on(chain.register_gate(3, manifest_id, registry_gate))
+        .expect("registrant registers");
+    let (code, body) = key_status(&node, &id, Some(&holder_token));
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (403, Some("not_entitled")),
+        "the chain's policy wins: {body}"
+    );
+
+    // The RPC goes away: 503, never a key, once the cached grant can no longer be trusted.
+    drop(chain);
+    std::thread::sleep(Duration::from_secs(6));
+    let (code, body) = key_status(&node, &id, Some(&holder_token));
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (503, Some("chain_unavailable")),
+        "{body}"
+    );
+}
