@@ -424,6 +424,19 @@ pub async fn info(
         m["duration_ms"].as_u64().unwrap_or(0) as f64 / 1000.0
     );
     println!("creator:  {}", m["creator"].as_str().unwrap_or("?"));
+    if let Some(access) = m["access"].as_object() {
+        let servers = m["encryption"]["key_wraps"].as_array().map_or(0, Vec::len);
+        println!(
+            "gate:     {} {} on chain {}{} (segments encrypted; {servers} key server(s))",
+            access["standard"].as_str().unwrap_or("?"),
+            access["contract"].as_str().unwrap_or("?"),
+            access["chain_id"],
+            access["token_id"]
+                .as_str()
+                .map(|t| format!(", token {t}"))
+                .unwrap_or_default(),
+        );
+    }
     for t in m["tracks"].as_array().cloned().unwrap_or_default() {
         let size = match (t["video"]["width"].as_u64(), t["video"]["height"].as_u64()) {
             (Some(w), Some(h)) => format!("{w}x{h}"),

@@ -7,7 +7,7 @@
 //! | `POST /api/v1/blobs` | stores the request body as a blob; answers its hash and size |
 //! | `GET`/`HEAD /blob/{hash}` | the blob's bytes, with `Range`; fetched from the swarm when not held here |
 //! | `/api/v1/uploads...` | resumable uploads (tus 1.0), see [`crate::uploads`] |
-//! | `POST /api/v1/publish`, `GET /api/v1/jobs/{id}`, `GET /api/v1/manifests[/{id}]` | publishing, see [`crate::publish`] |
+//! | `POST /api/v1/publish`, `GET /api/v1/jobs[/{id}]`, `GET /api/v1/manifests[/{id}]`, `POST /api/v1/manifests/{id}/pin` | publishing and pinning, see [`crate::publish`] |
 //! | `GET /hls/{id}/...`, `GET /dash/{id}/...` | HLS and DASH, see [`crate::gateway`] |
 //! | `/api/v1/auth/...`, `GET /keys/{id}` | wallet sign-in and key release, see [`crate::access`] |
 //!

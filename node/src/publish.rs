@@ -108,6 +108,7 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/api/v1/jobs/{id}", get(job))
         .route("/api/v1/manifests", get(list_manifests))
         .route("/api/v1/manifests/{id}", get(manifest))
+        .route("/api/v1/manifests/{id}/pin", post(pin))
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -295,6 +296,21 @@ async fn manifest(
         "manifest": signed.manifest,
         "signature": hex::encode(signed.signature),
     })))
+}
+
+/// `POST /api/v1/manifests/{id}/pin`: fetch and keep every blob of a video here.
+async fn pin(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let id: ContentHash = id
+        .parse()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_hash", format!("{e}")))?;
+    let blobs = node.pin(id).await.map_err(ApiError::from)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "id": id, "blobs": blobs })),
+    ))
 }
 
 /// Runs the job in the background.

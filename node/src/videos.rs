@@ -120,6 +120,31 @@ impl Node {
         Ok(size)
     }
 
+    /// Fetches every blob of manifest `id` in the background (at most four at a time), so
+    /// this node holds all of it and provides it to others. Returns how many blobs it names.
+    pub async fn pin(self: &Arc<Self>, id: ContentHash) -> Result<usize, ManifestLoadError> {
+        let signed = self.manifest(id).await?;
+        let blobs: Vec<SegmentRef> = signed.manifest.blobs().copied().collect();
+        let count = blobs.len();
+        let node = self.clone();
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            let failures = futures::stream::iter(blobs)
+                .map(|blob| {
+                    let node = node.clone();
+                    async move { node.ensure_segment(id, &blob).await.err() }
+                })
+                .buffer_unordered(4)
+                .filter_map(|e| async move { e })
+                .count()
+                .await;
+            if failures > 0 {
+                tracing::warn!(manifest = %id, failures, "pinning left blobs missing");
+            }
+        });
+        Ok(count)
+    }
+
     /// Every blob of manifest `id` is here: say so in the database and the DHT.
     async fn mark_complete(&self, id: ContentHash) {
         if let Ok(mut watch) = self.missing.lock() {

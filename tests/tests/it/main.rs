@@ -9,3 +9,4 @@ mod media;
 mod publish;
 mod restart;
 mod swarm;
+mod testnet;
