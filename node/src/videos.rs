@@ -172,13 +172,19 @@ impl Node {
         let store = self.data_plane.store();
         let bytes = signed.encode();
         let size = bytes.len() as u64;
-        let tag = store
+        // The manifest id is the hash of exactly these bytes.
+        let id = ContentHash::of(&bytes);
+        let stored = store
             .blobs()
             .add_bytes(bytes)
-            .with_named_tag(format!("sg/manifest/{}", signed.id()))
+            .with_named_tag(format!("sg/manifest/{id}"))
             .await
             .map_err(|e| AddError::Store(e.to_string()))?;
-        let id = ContentHash::from_bytes(*tag.hash.as_bytes());
+        if stored.hash.as_bytes() != id.as_bytes() {
+            return Err(AddError::Store(
+                "the blob store hashed the manifest differently".into(),
+            ));
+        }
         // Durable before anything says it exists.
         store
             .sync_db()
