@@ -42,6 +42,8 @@ listen = "127.0.0.1:7700"
 # Largest blob accepted by POST /api/v1/blobs and by uploads, in bytes.
 max_upload_bytes = 8589934592
 # Memory for the most recently served segments, answered without reading the blob store.
+# Segments of 64 KiB or more are kept in unnamed files in the data directory (page cache,
+# sent with sendfile).
 segment_cache_bytes = 268435456
 
 [fetch]

@@ -199,10 +199,7 @@ async fn segment(
             .get_bytes(iroh_hash(&segment.hash))
             .await
         {
-            Ok(bytes) => {
-                node.hot.insert(segment.hash, bytes.clone());
-                Some(bytes)
-            }
+            Ok(bytes) => Some(node.hot.insert(segment.hash, bytes)),
             Err(e) => {
                 tracing::debug!("cannot read {} into memory: {e}", segment.hash.short());
                 None

@@ -1,17 +1,25 @@
 //! A byte-bounded, least-recently-used cache of hot segments in memory, so that the
-//! segments many viewers ask for are answered without touching the blob store.
+//! segments many viewers ask for are answered without touching the blob store. Large
+//! segments are kept in unnamed files under the data directory and sent without copying (see
+//! [`crate::zerocopy`]).
 
 use std::{
     collections::{HashMap, VecDeque},
+    path::PathBuf,
     sync::Mutex,
 };
 
 use bytes::Bytes;
 use streamgate_protocol::ContentHash;
 
+/// Smallest entry kept file-backed: below this a copy costs less than a file and a mapping.
+const FILE_BACKED_AT_LEAST: u64 = 64 * 1024;
+
 #[derive(Debug)]
 pub struct HotCache {
     budget: u64,
+    /// Where the unnamed files of large entries live.
+    dir: PathBuf,
     inner: Mutex<Inner>,
 }
 
@@ -25,10 +33,12 @@ struct Inner {
 }
 
 impl HotCache {
-    /// A cache holding at most `budget` bytes; 0 disables it.
-    pub fn new(budget: u64) -> Self {
+    /// A cache holding at most `budget` bytes, large entries in unnamed files in `dir`;
+    /// a budget of 0 disables it.
+    pub fn new(budget: u64, dir: PathBuf) -> Self {
         Self {
             budget,
+            dir,
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -52,17 +62,30 @@ impl HotCache {
         Some(bytes)
     }
 
-    pub fn insert(&self, hash: ContentHash, bytes: Bytes) {
+    /// Caches `bytes` and returns what to serve them from: the cached copy, file-backed
+    /// when it is large enough to be worth sending without a copy.
+    pub fn insert(&self, hash: ContentHash, bytes: Bytes) -> Bytes {
         let len = bytes.len() as u64;
         if len == 0 || len > self.max_entry() {
-            return;
+            return bytes;
         }
+        let bytes = if len >= FILE_BACKED_AT_LEAST {
+            crate::zerocopy::file_backed(&self.dir, &bytes).unwrap_or_else(|e| {
+                tracing::debug!(
+                    "cannot keep {} in a file: {e}; keeping it in memory",
+                    hash.short()
+                );
+                bytes
+            })
+        } else {
+            bytes
+        };
         let Ok(mut inner) = self.inner.lock() else {
-            return;
+            return bytes;
         };
         inner.clock += 1;
         let stamp = inner.clock;
-        if let Some((old, _)) = inner.entries.insert(hash, (bytes, stamp)) {
+        if let Some((old, _)) = inner.entries.insert(hash, (bytes.clone(), stamp)) {
             inner.used -= old.len() as u64;
         }
         inner.used += len;
@@ -78,6 +101,7 @@ impl HotCache {
             }
         }
         inner.compact();
+        bytes
     }
 
     pub fn used(&self) -> u64 {
@@ -107,7 +131,7 @@ mod tests {
 
     #[test]
     fn evicts_least_recently_used_within_budget() {
-        let cache = HotCache::new(800);
+        let cache = HotCache::new(800, std::env::temp_dir());
         for n in 0..3 {
             cache.insert(h(n), Bytes::from(vec![n; 100]));
         }

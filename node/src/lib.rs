@@ -32,3 +32,4 @@ pub mod runfile;
 pub mod swarm;
 pub mod uploads;
 pub mod videos;
+pub mod zerocopy;

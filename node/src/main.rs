@@ -8,7 +8,6 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use libp2p::Multiaddr;
 use serde::Serialize;
@@ -192,6 +191,8 @@ async fn run(
         },
     )
     .await?;
+    let descriptors = streamgate_node::zerocopy::raise_descriptor_limit();
+    tracing::debug!(descriptors, "open descriptor limit");
     let api_addr = config.api.listen;
     let listener = tokio::net::TcpListener::bind(api_addr)
         .await
@@ -259,12 +260,8 @@ async fn run(
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(
-        // Segments are many small-to-medium responses on kept-alive connections: send each
-        // as soon as it is written.
         axum::serve(
-            listener.tap_io(|stream| {
-                let _ = stream.set_nodelay(true);
-            }),
+            streamgate_node::zerocopy::SendfileListener::new(listener),
             api::router(node.clone()),
         )
         .with_graceful_shutdown(async {

@@ -96,6 +96,10 @@ pub struct NodeStatus {
     pub blobs: u64,
     pub bytes_stored: u64,
     pub bytes_served: u64,
+    /// Segment bytes held in memory for serving.
+    pub segment_cache_bytes: u64,
+    /// HTTP body bytes sent with `sendfile`, without a copy.
+    pub bytes_sent_zero_copy: u64,
     pub swarm: SwarmStatus,
     pub data_plane_addrs: Vec<String>,
     pub providers: Vec<ProviderStanding>,
@@ -145,7 +149,7 @@ impl Node {
         let own_record = data_plane
             .node_record(unix_now())
             .sign(&identity.signing_key());
-        let hot = crate::hot::HotCache::new(config.api.segment_cache_bytes);
+        let hot = crate::hot::HotCache::new(config.api.segment_cache_bytes, data_dir.clone());
         Ok(Self {
             identity,
             config,
@@ -412,6 +416,8 @@ impl Node {
                 .stats()
                 .bytes_served
                 .load(std::sync::atomic::Ordering::Relaxed),
+            segment_cache_bytes: self.hot.used(),
+            bytes_sent_zero_copy: crate::zerocopy::bytes_sent_zero_copy(),
             swarm,
             data_plane_addrs: self
                 .own_record()

@@ -205,6 +205,47 @@ fn a_clip_published_on_one_node_decodes_cleanly_from_another_as_hls_and_dash() {
             .starts_with("bytes 0-99/")
     );
 
+    // A range from inside the largest segment, now hot on node B and big enough to be
+    // kept sealed and sent with sendfile: the bytes match the whole segment's.
+    let (track, index, size) = tracks
+        .iter()
+        .flat_map(|t| {
+            let name = t["id"].as_str().unwrap_or("").to_string();
+            let segments = t["segments"].as_array().cloned().unwrap_or_default();
+            segments
+                .into_iter()
+                .enumerate()
+                .map(move |(i, s)| (name.clone(), i, s["size"].as_u64().unwrap_or(0)))
+        })
+        .max_by_key(|(_, _, size)| *size)
+        .expect("segments");
+    assert!(size > 128 * 1024, "largest segment is only {size} bytes");
+    let url = format!("{base}/{track}/seg_{index}.m4s");
+    let (_, _, whole) = get_bytes(&url);
+    let (code, part) = {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async {
+            let r = http_client()
+                .get(&url)
+                .header("Range", format!("bytes=1000-{}", size - 1001))
+                .send()
+                .await
+                .expect("range request");
+            (r.status().as_u16(), r.bytes().await.expect("body"))
+        })
+    };
+    assert_eq!(code, 206);
+    assert!(
+        part[..] == whole[1000..size as usize - 1000],
+        "range bytes differ"
+    );
+    let (_, _, status) = get_bytes(&format!("{}/api/v1/status", b.info.api_url));
+    let status: Value = serde_json::from_slice(&status).expect("status JSON");
+    assert!(
+        status["bytes_sent_zero_copy"].as_u64().unwrap_or(0) >= size - 2000,
+        "node B sent no hot segment with sendfile: {status}"
+    );
+
     // Both nodes list it; only A published it.
     let list = |api: &str| -> Value {
         serde_json::from_slice(&cli(api, &["--json", "ls"]).stdout).expect("ls JSON")

@@ -236,3 +236,51 @@ fn up_plays_public_and_gated_video_survives_a_killed_node_and_resumes_after_down
     assert!(testnet(&data, &["down"]).status.success());
     let _ = second.0.wait();
 }
+
+#[test]
+fn up_fails_clearly_on_a_taken_port_an_incompatible_folder_and_a_missing_tool() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let fails_with = |out: std::process::Output, expected: &str| {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "up succeeded");
+        assert!(
+            stderr.contains(expected),
+            "wanted {expected:?} in:\n{stderr}"
+        );
+    };
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let data = root.path().join("taken");
+    fails_with(
+        testnet(&data, &["up", "--anvil-port", &port]),
+        &format!("port {port} is already taken (needed for anvil)"),
+    );
+
+    let data = root.path().join("old");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let state = data.join("testnet.json");
+    std::fs::write(&state, r#"{"format": 999}"#).expect("write");
+    fails_with(
+        testnet(&data, &["up"]),
+        "is a data folder from an incompatible version",
+    );
+    assert_eq!(
+        std::fs::read_to_string(&state).expect("read"),
+        r#"{"format": 999}"#,
+        "the old folder was changed"
+    );
+
+    // A copy of the binary with no tools folder above it and no anvil on PATH.
+    let lonely = root.path().join("bin/streamgate-testnet");
+    std::fs::create_dir_all(root.path().join("bin")).expect("mkdir");
+    std::fs::copy(bin("streamgate-testnet"), &lonely).expect("copy");
+    let out = Command::new(&lonely)
+        .args(["up", "--data"])
+        .arg(root.path().join("fresh"))
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .expect("run the copy");
+    fails_with(out, "anvil is missing: run `make setup`");
+    drop(taken);
+}
