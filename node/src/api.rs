@@ -204,47 +204,44 @@ async fn add_blob(
     }
     // The store wants a `Sync` stream; the request body is not, so bytes cross a small
     // channel. 8 chunks in flight bound the memory one upload can hold.
-    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     let mut source = body.into_data_stream();
     let forward = async move {
         let mut total = 0u64;
         while let Some(chunk) = source.next().await {
-            match chunk {
-                Ok(bytes) => {
-                    total += bytes.len() as u64;
-                    if total > limit {
-                        let _ = tx
-                            .send(Err(io::Error::other("upload exceeds the size limit")))
-                            .await;
-                        return Err(UploadEnd::TooLarge);
-                    }
-                    if tx.send(Ok(bytes)).await.is_err() {
-                        return Ok(());
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
-                    return Err(UploadEnd::Interrupted(e.to_string()));
-                }
+            let bytes = chunk.map_err(|e| UploadEnd::Interrupted(e.to_string()))?;
+            total += bytes.len() as u64;
+            if total > limit {
+                return Err(UploadEnd::TooLarge);
+            }
+            if tx.send(bytes).await.is_err() {
+                break;
             }
         }
         Ok(())
     };
     let data = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+        rx.recv().await.map(|bytes| (Ok(bytes), rx))
     });
-    let (forwarded, added) = tokio::join!(forward, node.add(data));
-    match forwarded {
-        Err(UploadEnd::TooLarge) => return Err(too_large()),
-        Err(UploadEnd::Interrupted(e)) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "upload_interrupted",
-                e,
-            ));
-        }
-        Ok(()) => {}
-    }
+    // A bad upload is abandoned by dropping the store's import before it sees the end of
+    // the stream, which aborts it. (Handing the store an error item instead can panic
+    // inside iroh-blobs 0.104's `add_stream` when it races the import's own progress.)
+    let add = node.add(data);
+    tokio::pin!(add);
+    let added = tokio::select! {
+        forwarded = forward => match forwarded {
+            Ok(()) => add.await,
+            Err(UploadEnd::TooLarge) => return Err(too_large()),
+            Err(UploadEnd::Interrupted(e)) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "upload_interrupted",
+                    e,
+                ));
+            }
+        },
+        added = &mut add => added,
+    };
     let added = added.map_err(|e| match e {
         AddError::Upload(msg) => ApiError::new(StatusCode::BAD_REQUEST, "upload_failed", msg),
         other => ApiError::new(

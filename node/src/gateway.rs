@@ -199,7 +199,13 @@ async fn segment(
             .get_bytes(iroh_hash(&segment.hash))
             .await
         {
-            Ok(bytes) => Some(node.hot.insert(segment.hash, bytes)),
+            Ok(bytes) => {
+                // Large segments are written to a file: keep that off the async workers.
+                let (owner, hash) = (node.clone(), segment.hash);
+                tokio::task::spawn_blocking(move || owner.hot.insert(hash, bytes))
+                    .await
+                    .ok()
+            }
             Err(e) => {
                 tracing::debug!("cannot read {} into memory: {e}", segment.hash.short());
                 None

@@ -35,7 +35,7 @@ use std::{
     io::{self, IoSlice, Write},
     net::SocketAddr,
     os::{
-        fd::{AsRawFd, RawFd},
+        fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
         unix::fs::OpenOptionsExt,
     },
     path::Path,
@@ -102,6 +102,36 @@ static MAX_FILE_BACKED: LazyLock<usize> = LazyLock::new(|| {
 /// Copies `bytes` into a new unnamed file in `dir` and returns them as `Bytes` backed by a
 /// read-only mapping of it, which [`SendfileStream`] sends without copying.
 pub fn file_backed(dir: &Path, bytes: &[u8]) -> io::Result<Bytes> {
+    map_into(unnamed_file(dir)?, bytes)
+}
+
+/// An unnamed file in `dir`, which disappears with its last descriptor, crash or not; a
+/// memfd where the filesystem has no `O_TMPFILE` (slower to send, still without a copy).
+fn unnamed_file(dir: &Path) -> io::Result<File> {
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .mode(0o600)
+        .open(dir);
+    match opened {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR)) => memfd(),
+        opened => opened,
+    }
+}
+
+fn memfd() -> io::Result<File> {
+    // SAFETY: the name is a valid C string and the flag is valid for memfd_create.
+    let fd = unsafe { libc::memfd_create(c"streamgate-segment".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: memfd_create returned a new descriptor that nothing else owns.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Writes `bytes` into the empty, unnamed `file`, maps it read-only and registers the mapping.
+fn map_into(mut file: File, bytes: &[u8]) -> io::Result<Bytes> {
     if bytes.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -113,13 +143,6 @@ pub fn file_backed(dir: &Path, bytes: &[u8]) -> io::Result<Bytes> {
             "as many segments are file-backed as the descriptor limit allows",
         ));
     }
-    // An unnamed file: it disappears with its last descriptor, crash or not.
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_TMPFILE)
-        .mode(0o600)
-        .open(dir)?;
     file.write_all(bytes)?;
     let len = bytes.len();
     // SAFETY: a fresh read-only shared mapping of the whole file, which we never write or
@@ -394,15 +417,26 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn mixed_writes_arrive_intact_from_an_unnamed_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let body = pattern(3 << 20);
+        let backed = file_backed(dir.path(), &body).expect("file-backed");
+        mixed_writes_arrive_intact(&body, backed).await;
+    }
+
+    #[tokio::test]
+    async fn mixed_writes_arrive_intact_from_a_memfd() {
+        let body = pattern(1 << 20);
+        let backed = map_into(memfd().expect("memfd"), &body).expect("memfd-backed");
+        mixed_writes_arrive_intact(&body, backed).await;
+    }
+
     /// Mixed ordinary and file-backed slices, including slices that start mid-mapping,
     /// arrive in order and intact, and the file-backed ones go through `sendfile`.
-    #[tokio::test]
-    async fn mixed_writes_arrive_intact() {
+    async fn mixed_writes_arrive_intact(body: &[u8], backed: Bytes) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let body = pattern(3 << 20);
-        let dir = tempfile::tempdir().expect("tempdir");
-        let backed = file_backed(dir.path(), &body).expect("file-backed");
         let head = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
         let tail = b"trailer".to_vec();
         let mut expected = head.clone();
