@@ -120,7 +120,8 @@ impl<I> Daemon<I> {
     }
 }
 
-fn signal(pid: u32, sig: i32) {
+/// Sends `sig` to the process `pid`, a child of ours.
+pub fn signal(pid: u32, sig: i32) {
     // SAFETY: plain kill(2) on a child we own; no memory is involved.
     #[allow(unsafe_code)]
     unsafe {

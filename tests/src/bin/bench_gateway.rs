@@ -186,8 +186,15 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
+    /// SIGTERM to the master, which stops its workers; SIGKILL would orphan them.
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        streamgate_tests::signal(self.0.id(), libc::SIGTERM);
+        let exited = wait_until(Duration::from_secs(5), || {
+            self.0.try_wait().ok().flatten().is_some()
+        });
+        if !exited {
+            let _ = self.0.kill();
+        }
         let _ = self.0.wait();
     }
 }
