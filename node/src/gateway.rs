@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use axum::{
     Router,
-    extract::{Path, State},
+    extract::{Path, Request, State},
     http::{HeaderMap, Method, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
@@ -91,22 +91,26 @@ async fn dash_mpd(
     Ok(document(playlist::dash_mpd(&signed.manifest), DASH_MPD))
 }
 
+// The request by reference: segments are the hot path, and the `HeaderMap` extractor
+// would clone every header.
 async fn hls_track_file(
     State(node): State<Arc<Node>>,
     Path((id, track, file)): Path<(String, String, String)>,
-    method: Method,
-    headers: HeaderMap,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    track_file(&node, &id, &track, &file, true, &method, &headers).await
+    let (method, headers) = (request.method(), request.headers());
+    track_file(&node, &id, &track, &file, true, method, headers).await
 }
 
+// The request by reference: segments are the hot path, and the `HeaderMap` extractor
+// would clone every header.
 async fn dash_track_file(
     State(node): State<Arc<Node>>,
     Path((id, track, file)): Path<(String, String, String)>,
-    method: Method,
-    headers: HeaderMap,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    track_file(&node, &id, &track, &file, false, &method, &headers).await
+    let (method, headers) = (request.method(), request.headers());
+    track_file(&node, &id, &track, &file, false, method, headers).await
 }
 
 /// A file under `{id}/{track}/`: the HLS media playlist (when `hls`), or a segment.
