@@ -259,6 +259,27 @@ pub fn cli(api_url: &str, args: &[&str]) -> Output {
         .expect("run streamgate")
 }
 
+/// Runs `streamgate --node API --json publish FILE ARGS` with its resume state in
+/// `state_dir`; the printed JSON, or the CLI's error line.
+pub fn publish(
+    api: &str,
+    file: &Path,
+    args: &[&str],
+    state_dir: &Path,
+) -> Result<serde_json::Value, String> {
+    let out = Command::new(bin("streamgate"))
+        .env("STREAMGATE_STATE_DIR", state_dir)
+        .args(["--node", api, "--json", "publish"])
+        .arg(file)
+        .args(args)
+        .output()
+        .expect("run streamgate publish");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("bad JSON from publish: {e}"))
+}
+
 /// Deterministic pseudo-random bytes (so failures reproduce).
 pub fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
     use rand::{RngCore, SeedableRng};

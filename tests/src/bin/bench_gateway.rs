@@ -23,22 +23,13 @@ fn main() -> anyhow::Result<()> {
     let node = start_node(&dir, &[])?;
     let clip = root.path().join("clip.mp4");
     make_clip(&clip, 12, "1280x720", 30, true)?;
-    let out = Command::new(streamgate_tests::bin("streamgate"))
-        .env("STREAMGATE_STATE_DIR", root.path().join("state"))
-        .args([
-            "--node",
-            &node.info.api_url,
-            "--json",
-            "publish",
-            "--ladder",
-            "720p",
-        ])
-        .arg(&clip)
-        .output()?;
-    if !out.status.success() {
-        bail!("publish failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let published: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let published = streamgate_tests::publish(
+        &node.info.api_url,
+        &clip,
+        &["--ladder", "720p"],
+        &root.path().join("state"),
+    )
+    .map_err(|e| anyhow::anyhow!("publish failed: {e}"))?;
     let id = published["manifest_id"].as_str().context("manifest id")?;
     let ours = format!("{}/hls/{id}/720p/seg_1.m4s", node.info.api_url);
 

@@ -18,7 +18,7 @@ use streamgate_tests::{
     chain::TestChain,
     http_client, init_node_dir,
     media::{decode_errors, make_clip, video_frames},
-    start_node,
+    publish, start_node,
 };
 
 /// A node that checks ownership on `chains` (chain id, RPC URL, registry).
@@ -37,29 +37,14 @@ fn gated_node(dir: &Path, chains: &[(u64, String, Option<Address>)]) -> Node {
 }
 
 fn publish_gated(node: &Node, clip: &Path, gate: &str, state: &Path) -> String {
-    let out = Command::new(bin("streamgate"))
-        .env("STREAMGATE_STATE_DIR", state)
-        .args([
-            "--node",
-            &node.info.api_url,
-            "--json",
-            "publish",
-            "--ladder",
-            "360p",
-            "--gate",
-            gate,
-        ])
-        .arg(clip)
-        .output()
-        .expect("publish");
-    assert!(
-        out.status.success(),
-        "publish failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        node.log()
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    v["manifest_id"].as_str().expect("id").to_string()
+    let published = publish(
+        &node.info.api_url,
+        clip,
+        &["--ladder", "360p", "--gate", gate],
+        state,
+    )
+    .unwrap_or_else(|e| panic!("publish failed: {e}\n{}", node.log()));
+    published["manifest_id"].as_str().expect("id").to_string()
 }
 
 /// `streamgate sign-in` with the key in an environment variable; the session token.
@@ -439,34 +424,23 @@ fn the_registry_entry_of_the_registrant_overrides_the_manifest_and_a_dead_rpc_fa
     let (holder, holder_key) = chain.account(1);
     let (creator, _) = chain.account(3);
     runtime.block_on(chain.mint_pass(holder)).expect("mint");
-    let out = Command::new(bin("streamgate"))
-        .env("STREAMGATE_STATE_DIR", root.path().join("state"))
-        .args([
-            "--node",
-            &node.info.api_url,
-            "--json",
-            "publish",
+    let gate = format!("erc721:31337:{}", chain.pass);
+    let registrant = creator.to_string();
+    let published = publish(
+        &node.info.api_url,
+        &clip,
+        &[
             "--ladder",
             "360p",
-        ])
-        .args([
             "--gate",
-            &format!("erc721:31337:{}", chain.pass),
+            &gate,
             "--registrant",
-            &creator.to_string(),
-        ])
-        .arg(&clip)
-        .output()
-        .expect("publish");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let id = serde_json::from_slice::<Value>(&out.stdout).expect("JSON")["manifest_id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+            &registrant,
+        ],
+        &root.path().join("state"),
+    )
+    .unwrap_or_else(|e| panic!("publish failed: {e}"));
+    let id = published["manifest_id"].as_str().expect("id").to_string();
     let mut manifest_id = [0u8; 32];
     hex::decode_to_slice(&id, &mut manifest_id).expect("hex");
     let holder_token = sign_in(&node, &holder_key, &[]).expect("sign in");

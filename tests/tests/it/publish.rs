@@ -2,7 +2,6 @@
 //! that FFmpeg decodes cleanly.
 
 use std::{
-    path::Path,
     process::{Command, Stdio},
     time::Duration,
 };
@@ -14,23 +13,8 @@ use streamgate_tests::{
         decode_errors, ffmpeg, make_clip, segment_starts_with_keyframe, stream_duration,
         video_frames,
     },
-    provider_standing, start_bootstrap, start_node, status, wait_until,
+    provider_standing, publish, start_bootstrap, start_node, status, wait_until,
 };
-
-/// Runs `streamgate --json publish FILE ARGS` with its resume state in `state_dir`.
-fn publish(api: &str, file: &Path, args: &[&str], state_dir: &Path) -> Result<Value, String> {
-    let out = Command::new(bin("streamgate"))
-        .env("STREAMGATE_STATE_DIR", state_dir)
-        .args(["--node", api, "--json", "publish"])
-        .arg(file)
-        .args(args)
-        .output()
-        .expect("run streamgate publish");
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-    }
-    serde_json::from_slice(&out.stdout).map_err(|e| format!("bad JSON from publish: {e}"))
-}
 
 fn get_bytes(url: &str) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
