@@ -154,3 +154,19 @@ pub fn segment_starts_with_keyframe(
     )?;
     Ok(frames.first().is_some_and(|f| f.key && f.pict_type == "I"))
 }
+
+/// A transcoder output as the file the gateway serves it as: its track index, its name
+/// under the track (`init.mp4`, `seg_{n}.m4s`) and its bytes; `None` for the final report.
+pub fn served_file(output: streamgate_media::Output) -> Option<(usize, String, Vec<u8>)> {
+    use streamgate_media::{Output, playlist};
+    match output {
+        Output::Init { track, bytes } => Some((track, playlist::INIT_NAME.to_string(), bytes)),
+        Output::Segment {
+            track,
+            index,
+            bytes,
+            ..
+        } => Some((track, playlist::segment_name(index), bytes)),
+        Output::Done(_) => None,
+    }
+}

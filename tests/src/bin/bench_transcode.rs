@@ -13,8 +13,8 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use streamgate_media::{Output, TranscodeConfig, ladder::DEFAULT_LADDER, playlist, transcode_file};
-use streamgate_tests::media::ffmpeg;
+use streamgate_media::{TranscodeConfig, ladder::DEFAULT_LADDER, transcode_file};
+use streamgate_tests::media::{ffmpeg, served_file};
 
 const SECONDS: u32 = 60;
 const RUNS: usize = 2;
@@ -88,15 +88,8 @@ fn streamgate(source: &Path, dir: &Path) -> anyhow::Result<()> {
         Arc::new(|_, _| {}),
         &cancel,
         |output| {
-            let (track, name, bytes) = match output {
-                Output::Init { track, bytes } => (track, playlist::INIT_NAME.to_string(), bytes),
-                Output::Segment {
-                    track,
-                    index,
-                    bytes,
-                    ..
-                } => (track, playlist::segment_name(index), bytes),
-                Output::Done(_) => return Ok(()),
+            let Some((track, name, bytes)) = served_file(output) else {
+                return Ok(());
             };
             let track_dir = dir.join(track.to_string());
             std::fs::create_dir_all(&track_dir)

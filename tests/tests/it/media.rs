@@ -5,10 +5,11 @@ use std::{
     sync::{Arc, atomic::AtomicBool},
 };
 
-use streamgate_media::{ManifestBuilder, Output, TranscodeConfig, playlist, transcode_file};
+use streamgate_media::{ManifestBuilder, TranscodeConfig, playlist, transcode_file};
 use streamgate_protocol::manifest::{Manifest, TrackKind};
 use streamgate_tests::media::{
-    decode_errors, make_clip, segment_starts_with_keyframe, stream_duration, video_frames,
+    decode_errors, make_clip, segment_starts_with_keyframe, served_file, stream_duration,
+    video_frames,
 };
 
 /// Transcodes `source` into `out_dir` laid out as the gateway serves it, and returns the
@@ -24,18 +25,7 @@ fn publish_to_dir(source: &Path, out_dir: &Path) -> Manifest {
         &cancel,
         |output| {
             builder.record(&output)?;
-            match output {
-                Output::Init { track, bytes } => {
-                    files.push((track, playlist::INIT_NAME.into(), bytes))
-                }
-                Output::Segment {
-                    track,
-                    index,
-                    bytes,
-                    ..
-                } => files.push((track, playlist::segment_name(index), bytes)),
-                Output::Done(_) => {}
-            }
+            files.extend(served_file(output));
             Ok(())
         },
     )
