@@ -10,12 +10,11 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use libp2p::Multiaddr;
-use serde::Serialize;
-use streamgate_node::{
-    config::DhtMode,
+use streamgate_api::ready::BootstrapReady;
+use streamgate_swarm::{
+    DhtMode, Role, SwarmOptions,
+    daemon::{ReadyFile, init_logging, run_main, shutdown_signal},
     identity::Identity,
-    runfile::{ReadyFile, init_logging, run_main, shutdown_signal},
-    swarm::{self, Role, SwarmOptions},
 };
 
 #[derive(Parser)]
@@ -53,14 +52,6 @@ enum Command {
         #[arg(long)]
         no_relay: bool,
     },
-}
-
-#[derive(Serialize)]
-struct ReadyInfo {
-    peer_id: String,
-    pid: u32,
-    listen_addrs: Vec<String>,
-    iroh_relay_url: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -108,7 +99,7 @@ async fn run(
     } else {
         listen
     };
-    let started = swarm::start(
+    let started = streamgate_swarm::start(
         identity.libp2p_keypair(),
         SwarmOptions {
             role: Role::Bootstrap,
@@ -141,8 +132,7 @@ async fn run(
 
     let ready = ReadyFile::write(
         &data_dir,
-        "bootstrap",
-        &ReadyInfo {
+        &BootstrapReady {
             peer_id: identity.peer_id().to_string(),
             pid: std::process::id(),
             listen_addrs: started.listen_addrs.iter().map(|a| a.to_string()).collect(),

@@ -10,8 +10,11 @@ use std::{
 use anyhow::{Context, anyhow, bail};
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
-use serde::Deserialize;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use streamgate_api::{
+    cli::Fetched,
+    v1::{Added, ErrorBody, JobView, NodeStatus},
+};
 use streamgate_protocol::ContentHash;
 
 mod publish;
@@ -93,12 +96,8 @@ enum Command {
     },
     /// Show one manifest: tracks, codecs, sizes, segments and URLs.
     Info { id: String },
-}
-
-#[derive(Deserialize)]
-struct Added {
-    hash: String,
-    size: u64,
+    /// Stop a queued or running publishing job; it ends as cancelled and announces nothing.
+    Cancel { job_id: String },
 }
 
 fn main() -> ExitCode {
@@ -177,6 +176,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Info { id } => publish::info(&client, &base, &id, cli.json).await,
+        Command::Cancel { job_id } => cancel(&client, &base, &job_id, cli.json).await,
     }
 }
 
@@ -197,15 +197,9 @@ async fn add(client: &reqwest::Client, base: &str, file: &Path, json: bool) -> a
         base,
     )
     .await?;
-    let added: Added = response
-        .json()
-        .await
-        .context("the node's answer is not valid JSON")?;
+    let added: Added = parse(response).await?;
     if json {
-        println!(
-            "{}",
-            serde_json::json!({ "hash": added.hash, "size": added.size })
-        );
+        println!("{}", serde_json::to_string(&added)?);
     } else {
         println!("{}", added.hash);
     }
@@ -258,10 +252,12 @@ async fn get(
         )
     })?;
     if json {
-        println!(
-            "{}",
-            serde_json::json!({ "hash": expected.to_string(), "size": size, "path": output.display().to_string() })
-        );
+        let fetched = Fetched {
+            hash: expected.to_string(),
+            size,
+            path: output.display().to_string(),
+        };
+        println!("{}", serde_json::to_string(&fetched)?);
     } else {
         println!("{} bytes written to {}", size, output.display());
     }
@@ -270,48 +266,61 @@ async fn get(
 
 async fn status(client: &reqwest::Client, base: &str, json: bool) -> anyhow::Result<()> {
     let response = send(client.get(format!("{base}/api/v1/status")), base).await?;
-    let status: Value = response
-        .json()
-        .await
-        .context("the node's answer is not valid JSON")?;
+    let status: NodeStatus = parse(response).await?;
     if json {
-        println!("{status}");
+        println!("{}", serde_json::to_string(&status)?);
         return Ok(());
     }
-    let field = |path: &[&str]| -> String {
-        let mut v = &status;
-        for key in path {
-            v = &v[*key];
-        }
-        match v {
-            Value::String(s) => s.clone(),
-            Value::Null => "-".into(),
-            other => other.to_string(),
-        }
-    };
-    println!("peer id:          {}", field(&["peer_id"]));
-    println!("version:          {}", field(&["version"]));
-    println!("connected peers:  {}", field(&["swarm", "connected_peers"]));
-    println!("DHT mode:         {}", field(&["swarm", "dht_mode"]));
+    let banned = status.providers.iter().filter(|p| p.banned).count();
+    println!("peer id:          {}", status.peer_id);
+    println!("version:          {}", status.version);
+    println!("connected peers:  {}", status.swarm.connected_peers);
+    println!("DHT mode:         {}", status.swarm.dht_mode);
     println!(
         "blobs stored:     {} ({} bytes)",
-        field(&["blobs"]),
-        field(&["bytes_stored"])
+        status.blobs, status.bytes_stored
     );
-    println!("bytes served:     {}", field(&["bytes_served"]));
+    println!("bytes served:     {}", status.bytes_served);
     println!(
-        "rejected messages:{:>1} {}",
-        "",
-        field(&["swarm", "rejected_messages"])
+        "fetches:          {} running, {} done, {} failed; provider lookups {} cached, {} from the DHT",
+        status.fetch.in_flight,
+        status.fetch.completed,
+        status.fetch.failed,
+        status.fetch.lookups_cached,
+        status.fetch.lookups_dht
     );
-    if let Some(providers) = status["providers"].as_array() {
-        let banned = providers
-            .iter()
-            .filter(|p| p["banned"].as_bool() == Some(true))
-            .count();
-        println!("providers known:  {} ({} banned)", providers.len(), banned);
+    println!("rejected messages: {}", status.swarm.rejected_messages);
+    println!(
+        "providers known:  {} ({banned} banned)",
+        status.providers.len()
+    );
+    Ok(())
+}
+
+async fn cancel(
+    client: &reqwest::Client,
+    base: &str,
+    job_id: &str,
+    json: bool,
+) -> anyhow::Result<()> {
+    let url = format!("{base}/api/v1/jobs/{job_id}/cancel");
+    let job: JobView = parse(send(client.post(url), base).await?).await?;
+    if json {
+        println!("{}", serde_json::to_string(&job)?);
+    } else {
+        println!("cancelling job {} ({})", job.id, job.title);
     }
     Ok(())
+}
+
+/// Reads a JSON answer of the node as the type the API promises.
+pub(crate) async fn parse<T: DeserializeOwned>(response: reqwest::Response) -> anyhow::Result<T> {
+    let text = response
+        .text()
+        .await
+        .context("the node's answer was cut off")?;
+    serde_json::from_str(&text)
+        .context("the node's answer is not what this CLI expects (a different version?)")
 }
 
 /// Sends a request; a non-2xx answer becomes an error carrying the node's message.
@@ -331,9 +340,12 @@ pub(crate) async fn send(
     }
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
-    let message = serde_json::from_str::<Value>(&text)
-        .ok()
-        .and_then(|v| v["message"].as_str().map(str::to_string))
-        .unwrap_or(text);
-    bail!("{message} (HTTP {})", status.as_u16())
+    bail!("{} (HTTP {})", message_of(&text), status.as_u16())
+}
+
+/// The message of an error answer, or the whole text when it is not one.
+pub(crate) fn message_of(text: &str) -> String {
+    serde_json::from_str::<ErrorBody>(text)
+        .map(|e| e.message)
+        .unwrap_or_else(|_| text.to_string())
 }

@@ -11,10 +11,14 @@ use anyhow::{Context, anyhow, bail};
 use base64::Engine;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use streamgate_api::{
+    cli::Published,
+    v1::{JobState, JobView, ManifestSummary, ManifestView, PublishAccepted, PublishRequest},
+};
+use streamgate_protocol::access::TokenStandard;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use crate::send;
+use crate::{message_of, parse, send};
 
 const TUS: &str = "1.0.0";
 /// Bytes per PATCH request: a kill loses at most the request in flight, and the node
@@ -186,40 +190,39 @@ pub async fn publish(
     state.save()?;
 
     let upload_id = url.rsplit('/').next().unwrap_or_default().to_string();
-    let request = serde_json::json!({
-        "upload_id": upload_id,
-        "title": args.title.clone().or_else(|| file.file_name().map(|n| n.to_string_lossy().into_owned())),
-        "ladder": args.ladder,
-        "gate": args.gate,
-        "key_servers": args.key_servers,
-        "registrant": args.registrant,
-    });
-    let job: Value = send(
-        client.post(format!("{base}/api/v1/publish")).json(&request),
-        base,
+    let request = PublishRequest {
+        upload_id,
+        title: args
+            .title
+            .clone()
+            .or_else(|| file.file_name().map(|n| n.to_string_lossy().into_owned())),
+        ladder: args.ladder,
+        gate: args.gate,
+        key_servers: args.key_servers,
+        registrant: args.registrant,
+    };
+    let job: PublishAccepted = parse(
+        send(
+            client.post(format!("{base}/api/v1/publish")).json(&request),
+            base,
+        )
+        .await?,
     )
-    .await?
-    .json()
     .await?;
-    let job_id = job["job_id"]
-        .as_str()
-        .ok_or_else(|| anyhow!("the node did not return a job id"))?;
-    let (manifest_id, source_hash) = follow_job(client, base, job_id, args.json).await?;
+    let (manifest_id, source_hash) = follow_job(client, base, &job.job_id, args.json).await?;
     let hls = format!("{base}/hls/{manifest_id}/master.m3u8");
     let dash = format!("{base}/dash/{manifest_id}/manifest.mpd");
     if args.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "manifest_id": manifest_id,
-                "hls_url": hls,
-                "dash_url": dash,
-                "upload_length": length,
-                "resumed_from": start,
-                "bytes_sent": sent,
-                "source_hash": source_hash,
-            })
-        );
+        let published = Published {
+            manifest_id,
+            hls_url: hls,
+            dash_url: dash,
+            upload_length: length,
+            resumed_from: start,
+            bytes_sent: sent,
+            source_hash,
+        };
+        println!("{}", serde_json::to_string(&published)?);
     } else {
         if start > 0 {
             println!("resumed the upload at {start} of {length} bytes");
@@ -301,13 +304,6 @@ fn paced_body(chunk: Vec<u8>, rate: Option<u64>) -> reqwest::Body {
 
 use futures::StreamExt;
 
-fn message_of(text: &str) -> String {
-    serde_json::from_str::<Value>(text)
-        .ok()
-        .and_then(|v| v["message"].as_str().map(str::to_string))
-        .unwrap_or_else(|| text.to_string())
-}
-
 /// Polls the job, drawing a bar per track, until it is done; returns the manifest id and
 /// the BLAKE3 of the file as the node received it.
 async fn follow_job(
@@ -324,44 +320,40 @@ async fn follow_job(
         .unwrap_or_else(|_| ProgressStyle::default_bar());
     let mut track_bars: Vec<ProgressBar> = Vec::new();
     loop {
-        let job: Value = send(client.get(format!("{base}/api/v1/jobs/{job_id}")), base)
-            .await?
-            .json()
-            .await?;
-        match job["state"].as_str() {
-            Some("done") => {
+        let job: JobView =
+            parse(send(client.get(format!("{base}/api/v1/jobs/{job_id}")), base).await?).await?;
+        match job.state {
+            JobState::Done { manifest_id } => {
                 for bar in &track_bars {
                     bar.finish();
                 }
-                let manifest = job["manifest_id"]
-                    .as_str()
-                    .ok_or_else(|| anyhow!("the job finished without a manifest id"))?;
-                let source = job["source_hash"].as_str().unwrap_or_default();
-                return Ok((manifest.to_string(), source.to_string()));
+                return Ok((manifest_id, job.source_hash.unwrap_or_default()));
             }
-            Some("failed") => {
+            JobState::Failed { error } => {
                 for bar in &track_bars {
                     bar.abandon();
                 }
-                bail!(
-                    "publishing failed: {}",
-                    job["error"].as_str().unwrap_or("no reason given")
-                );
+                bail!("publishing failed: {error}");
             }
-            _ => {}
+            JobState::Cancelled => {
+                for bar in &track_bars {
+                    bar.abandon();
+                }
+                bail!("publishing job {job_id} was cancelled");
+            }
+            JobState::Queued | JobState::Running => {}
         }
-        let duration = job["progress"]["duration_secs"].as_f64().unwrap_or(0.0);
-        if let Some(tracks) = job["progress"]["tracks"].as_array() {
-            for (i, track) in tracks.iter().enumerate() {
+        if let Some(progress) = &job.progress {
+            let duration = progress.duration_secs;
+            for (i, track) in progress.tracks.iter().enumerate() {
                 if track_bars.len() <= i {
                     let bar = bars.add(ProgressBar::new((duration * 1000.0).max(1.0) as u64));
                     bar.set_style(style.clone());
                     bar.set_prefix(format!("track {i}"));
                     track_bars.push(bar);
                 }
-                let seconds = track["seconds"].as_f64().unwrap_or(0.0);
-                track_bars[i].set_position((seconds * 1000.0) as u64);
-                track_bars[i].set_message(format!("{seconds:.1} / {duration:.1} s"));
+                track_bars[i].set_position((track.seconds * 1000.0) as u64);
+                track_bars[i].set_message(format!("{:.1} / {duration:.1} s", track.seconds));
             }
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -370,32 +362,25 @@ async fn follow_job(
 
 /// `streamgate ls`.
 pub async fn list(client: &reqwest::Client, base: &str, json: bool) -> anyhow::Result<()> {
-    let list: Value = send(client.get(format!("{base}/api/v1/manifests")), base)
-        .await?
-        .json()
-        .await?;
+    let list: Vec<ManifestSummary> =
+        parse(send(client.get(format!("{base}/api/v1/manifests")), base).await?).await?;
     if json {
-        println!("{list}");
+        println!("{}", serde_json::to_string(&list)?);
         return Ok(());
     }
-    let items = list.as_array().cloned().unwrap_or_default();
-    if items.is_empty() {
+    if list.is_empty() {
         println!("no manifests on this node");
     }
-    for m in items {
-        let seconds = m["duration_ms"].as_u64().unwrap_or(0) as f64 / 1000.0;
-        let held = if m["complete"].as_bool() == Some(true) {
-            "complete"
-        } else {
-            "partial"
-        };
+    for m in list {
+        let held = if m.complete { "complete" } else { "partial" };
+        let origin = serde_json::to_value(m.origin)?;
         println!(
             "{}  {:>8.1} s  {:<9} {:<8} {}",
-            m["id"].as_str().unwrap_or("?"),
-            seconds,
-            m["origin"].as_str().unwrap_or("?"),
+            m.id,
+            m.duration_ms as f64 / 1000.0,
+            origin.as_str().unwrap_or("?"),
             held,
-            m["title"].as_str().unwrap_or("")
+            m.title
         );
     }
     Ok(())
@@ -408,50 +393,49 @@ pub async fn info(
     id: &str,
     json: bool,
 ) -> anyhow::Result<()> {
-    let found: Value = send(client.get(format!("{base}/api/v1/manifests/{id}")), base)
-        .await?
-        .json()
-        .await?;
+    let found: ManifestView =
+        parse(send(client.get(format!("{base}/api/v1/manifests/{id}")), base).await?).await?;
     if json {
-        println!("{found}");
+        println!("{}", serde_json::to_string(&found)?);
         return Ok(());
     }
-    let m = &found["manifest"];
-    println!("manifest: {}", found["id"].as_str().unwrap_or(id));
-    println!("title:    {}", m["title"].as_str().unwrap_or(""));
-    println!(
-        "duration: {:.1} s",
-        m["duration_ms"].as_u64().unwrap_or(0) as f64 / 1000.0
-    );
-    println!("creator:  {}", m["creator"].as_str().unwrap_or("?"));
-    if let Some(access) = m["access"].as_object() {
-        let servers = m["encryption"]["key_wraps"].as_array().map_or(0, Vec::len);
+    let m = &found.manifest;
+    println!("manifest: {}", found.id);
+    println!("title:    {}", m.title);
+    println!("duration: {:.1} s", m.duration_ms as f64 / 1000.0);
+    println!("creator:  {}", hex::encode(m.creator));
+    if let Some(access) = &m.access {
+        let servers = m.encryption.as_ref().map_or(0, |e| e.key_wraps.len());
+        let standard = match access.standard {
+            TokenStandard::Erc721 => "erc721",
+            TokenStandard::Erc1155 => "erc1155",
+        };
         println!(
-            "gate:     {} {} on chain {}{} (segments encrypted; {servers} key server(s))",
-            access["standard"].as_str().unwrap_or("?"),
-            access["contract"].as_str().unwrap_or("?"),
-            access["chain_id"],
-            access["token_id"]
-                .as_str()
+            "gate:     {standard} {} on chain {}{} (segments encrypted; {servers} key server(s))",
+            access.contract,
+            access.chain_id,
+            access
+                .token_id
                 .map(|t| format!(", token {t}"))
                 .unwrap_or_default(),
         );
     }
-    for t in m["tracks"].as_array().cloned().unwrap_or_default() {
-        let size = match (t["video"]["width"].as_u64(), t["video"]["height"].as_u64()) {
-            (Some(w), Some(h)) => format!("{w}x{h}"),
-            _ => format!("{} Hz", t["audio"]["sample_rate"].as_u64().unwrap_or(0)),
+    for t in &m.tracks {
+        let size = match (&t.video, &t.audio) {
+            (Some(v), _) => format!("{}x{}", v.width, v.height),
+            (None, Some(a)) => format!("{} Hz", a.sample_rate),
+            (None, None) => "-".into(),
         };
         println!(
             "  {:<10} {:<12} {:<10} {:>6} kb/s  {} segments",
-            t["id"].as_str().unwrap_or("?"),
-            t["codec"].as_str().unwrap_or("?"),
+            t.id,
+            t.codec,
             size,
-            t["bandwidth"].as_u64().unwrap_or(0) / 1000,
-            t["segments"].as_array().map_or(0, Vec::len)
+            t.bandwidth / 1000,
+            t.segments.len()
         );
     }
-    println!("HLS:      {base}/hls/{id}/master.m3u8");
-    println!("DASH:     {base}/dash/{id}/manifest.mpd");
+    println!("HLS:      {base}/hls/{}/master.m3u8", found.id);
+    println!("DASH:     {base}/dash/{}/manifest.mpd", found.id);
     Ok(())
 }

@@ -6,10 +6,10 @@ use alloy::{
     signers::{Signer, local::PrivateKeySigner},
 };
 use anyhow::{Context, anyhow, bail};
-use serde_json::Value;
+use streamgate_api::v1::{NonceResponse, SessionResponse, SignInRequest};
 use streamgate_protocol::siwe::SiweMessage;
 
-use crate::send;
+use crate::{parse, send};
 
 #[derive(Debug)]
 pub struct SignInArgs {
@@ -28,23 +28,14 @@ pub async fn sign_in(client: &reqwest::Client, base: &str, args: SignInArgs) -> 
         .trim()
         .parse()
         .map_err(|_| anyhow!("{} does not hold a hex private key", args.private_key_env))?;
-    let hello: Value = send(client.get(format!("{base}/api/v1/auth/nonce")), base)
-        .await?
-        .json()
-        .await?;
-    let nonce = hello["nonce"]
-        .as_str()
-        .ok_or_else(|| anyhow!("the node sent no nonce"))?;
-    let domain = hello["domain"]
-        .as_str()
-        .ok_or_else(|| anyhow!("the node sent no domain"))?;
-    let origin = hello["origin"]
-        .as_str()
-        .ok_or_else(|| anyhow!("the node sent no origin"))?;
-    let chains: Vec<u64> = hello["chain_ids"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_u64).collect())
-        .unwrap_or_default();
+    let hello: NonceResponse =
+        parse(send(client.get(format!("{base}/api/v1/auth/nonce")), base).await?).await?;
+    let (nonce, domain, origin, chains) = (
+        hello.nonce.as_str(),
+        hello.domain.as_str(),
+        hello.origin.as_str(),
+        hello.chain_ids.clone(),
+    );
     let chain_id = match args.chain_id {
         Some(id) => id,
         None => match chains.as_slice() {
@@ -77,28 +68,27 @@ pub async fn sign_in(client: &reqwest::Client, base: &str, args: SignInArgs) -> 
         .sign_message(message.as_bytes())
         .await
         .map_err(|e| anyhow!("cannot sign: {e}"))?;
-    let body = serde_json::json!({
-        "message": message,
-        "signature": format!("0x{}", hex::encode(signature.as_bytes())),
-    });
-    let session: Value = send(
-        client.post(format!("{base}/api/v1/auth/siwe")).json(&body),
-        base,
+    let body = SignInRequest {
+        message,
+        signature: format!("0x{}", hex::encode(signature.as_bytes())),
+    };
+    let session: SessionResponse = parse(
+        send(
+            client.post(format!("{base}/api/v1/auth/siwe")).json(&body),
+            base,
+        )
+        .await?,
     )
-    .await?
-    .json()
     .await?;
-    let token = session["token"]
-        .as_str()
-        .ok_or_else(|| anyhow!("the node sent no token"))?;
     if args.json {
-        println!("{session}");
+        println!("{}", serde_json::to_string(&session)?);
     } else {
-        println!("{token}");
+        println!("{}", session.token);
         eprintln!(
-            "signed in as {} until {}; play with: ffplay -headers 'Authorization: Bearer {token}' URL",
-            session["address"].as_str().unwrap_or("?"),
-            streamgate_protocol::siwe::format_time(session["expires_at"].as_i64().unwrap_or(0))
+            "signed in as {} until {}; play with: ffplay -headers 'Authorization: Bearer {}' URL",
+            session.address,
+            streamgate_protocol::siwe::format_time(session.expires_at as i64),
+            session.token
         );
     }
     Ok(())

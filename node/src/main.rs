@@ -9,17 +9,16 @@ use std::{
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use libp2p::Multiaddr;
-use serde::Serialize;
+use multiaddr::Multiaddr;
 use streamgate_node::{
-    api,
-    config::{Config, DEFAULT_CONFIG_TOML, HardwareUse},
-    data_plane::DataPlane,
-    db::NodeDb,
+    config::{self, DEFAULT_CONFIG_TOML},
+    http,
+    node::Node,
+    zerocopy::{SendfileListener, raise_descriptor_limit},
+};
+use streamgate_swarm::{
+    daemon::{ReadyFile, init_logging, run_main, shutdown_signal},
     identity::Identity,
-    node::{Node, NodeParts, RECORD_REFRESH},
-    runfile::{ReadyFile, init_logging, run_main, shutdown_signal},
-    swarm::{self, Role, SwarmOptions},
 };
 
 #[derive(Parser)]
@@ -61,24 +60,6 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-}
-
-/// What `DIR/run/node.json` holds while the node runs.
-#[derive(Serialize)]
-struct ReadyInfo {
-    peer_id: String,
-    node_id: String,
-    pid: u32,
-    listen_addrs: Vec<String>,
-    api_url: String,
-    data_plane: DataPlaneInfo,
-}
-
-#[derive(Serialize)]
-struct DataPlaneInfo {
-    node_id: String,
-    addrs: Vec<String>,
-    relay_url: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -147,8 +128,7 @@ async fn run(
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let identity = Identity::load(data_dir)?;
-    let config_path = data_dir.join("config.toml");
-    let mut config = Config::load(&config_path)?;
+    let mut config = config::load(&data_dir.join("config.toml"))?;
     if !listen.is_empty() {
         config.swarm.listen = listen;
     }
@@ -158,40 +138,13 @@ async fn run(
     if let Some(addr) = api_listen {
         config.api.listen = addr;
     }
-    config.validate("command line")?;
+    config::validate(&config, "command line")?;
     if config.testing.corrupt_served_byte_at.is_some() {
         tracing::warn!(
             "testing.corrupt_served_byte_at is set: this node serves corrupt bytes on purpose"
         );
     }
-
-    let db_path = data_dir.join("node.redb");
-    let db = Arc::new(NodeDb::open(&db_path).with_context(|| {
-        format!(
-            "cannot open {} (is another node running on this data dir?)",
-            db_path.display()
-        )
-    })?);
-    let data_plane = DataPlane::start(
-        &config.data_plane,
-        &identity,
-        &data_dir.join("blobs"),
-        config.testing.corrupt_served_byte_at,
-    )
-    .await?;
-    let started = swarm::start(
-        identity.libp2p_keypair(),
-        SwarmOptions {
-            role: Role::Node,
-            listen: config.swarm.listen.clone(),
-            bootstrap: config.swarm.bootstrap.clone(),
-            dht_mode: config.swarm.dht_mode,
-            mdns: config.swarm.mdns,
-            assume_listen_addrs_reachable: false,
-        },
-    )
-    .await?;
-    let descriptors = streamgate_node::zerocopy::raise_descriptor_limit();
+    let descriptors = raise_descriptor_limit();
     tracing::debug!(descriptors, "open descriptor limit");
     let api_addr = config.api.listen;
     let listener = tokio::net::TcpListener::bind(api_addr)
@@ -199,75 +152,19 @@ async fn run(
         .with_context(|| format!("cannot listen on {api_addr} for the HTTP API (config key api.listen or --api-listen)"))?;
     let api_url = format!("http://{}", listener.local_addr()?);
 
-    let capabilities = (config.transcode.hardware == HardwareUse::Auto).then(|| {
-        let caps = tokio::task::block_in_place(streamgate_media::hw::probe);
-        tracing::info!(mode = %caps.to_json()["mode"], "hardware probe");
-        caps
-    });
-    let access =
-        streamgate_node::access::Access::new(&config, &api_url).map_err(anyhow::Error::msg)?;
-    let node = Arc::new(Node::new(NodeParts {
-        identity,
-        config,
-        data_dir: data_dir.to_path_buf(),
-        db,
-        data_plane: data_plane.clone(),
-        swarm: started.handle.clone(),
-        capabilities,
-        access,
-    })?);
-    node.publish_node_record().await;
-    let reannounced = node.provide_stored().await?;
-
-    let record = node.own_record().record;
-    let ready = ReadyFile::write(
-        data_dir,
-        "node",
-        &ReadyInfo {
-            peer_id: node.identity.peer_id().to_string(),
-            node_id: hex::encode(node.identity.public_key()),
-            pid: std::process::id(),
-            listen_addrs: started.listen_addrs.iter().map(|a| a.to_string()).collect(),
-            api_url: api_url.clone(),
-            data_plane: DataPlaneInfo {
-                node_id: hex::encode(record.node_key),
-                addrs: record.direct_addrs.iter().map(|a| a.to_string()).collect(),
-                relay_url: record.relay_url.clone(),
-            },
-        },
-    )
-    .context("cannot write the ready file")?;
-    tracing::info!(
-        peer_id = %node.identity.peer_id(),
-        api = %api_url,
-        blobs = reannounced,
-        "node ready"
-    );
-
-    streamgate_node::publish::resume_jobs(&node);
-
-    let refresher = {
-        let node = node.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(RECORD_REFRESH);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                node.publish_node_record().await;
-            }
-        })
-    };
+    let (node, _swarm) = Node::start(data_dir, identity, config, api_url).await?;
+    let node = Arc::new(node);
+    let refresher = node.go_live().await?;
+    let ready =
+        ReadyFile::write(data_dir, &node.ready_info()).context("cannot write the ready file")?;
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(
-        axum::serve(
-            streamgate_node::zerocopy::SendfileListener::new(listener),
-            api::router(node.clone()),
-        )
-        .with_graceful_shutdown(async {
-            let _ = stop_rx.await;
-        })
-        .into_future(),
+        axum::serve(SendfileListener::new(listener), http::router(node.clone()))
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .into_future(),
     );
     let signal = tokio::select! {
         signal = shutdown_signal() => signal?,
@@ -279,8 +176,7 @@ async fn run(
     refresher.abort();
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
-    let _ = tokio::time::timeout(Duration::from_secs(1), node.swarm.shutdown()).await;
-    let _ = tokio::time::timeout(Duration::from_millis(1500), data_plane.shutdown()).await;
+    node.shutdown().await;
     ready.remove();
     tracing::info!("stopped");
     Ok(())

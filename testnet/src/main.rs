@@ -1,16 +1,22 @@
 //! `streamgate-testnet`: a whole local StreamGate network from one command.
 //!
 //! ```text
-//!  up ─▶ anvil (state in DATA/chain) ─▶ contracts (deployed once) ─▶ passes minted
-//!     ─▶ bootstrap ─▶ nodes 1..N (each its own folder and log) ─▶ demo video published
-//!        twice on node 1 (public, and gated on StreamPass) ─▶ pinned on every node
-//!     ─▶ summary ─▶ supervises until Ctrl-C / SIGTERM / `down`, then stops everything
+//!  up ─▶ chain: anvil (state in DATA/chain) ─▶ contracts (deployed once) ─▶ passes minted
+//!     ─▶ nodes: bootstrap ─▶ nodes 1..N (each its own folder and log)
+//!     ─▶ demo: a clip published twice on node 1 (public, and gated on StreamPass)
+//!        ─▶ pinned on every node
+//!     ─▶ summary ─▶ supervisor: watches until Ctrl-C / SIGTERM / `down`, then stops
+//!        everything; Ctrl-C during start-up stops it too, at any step
 //! ```
 //!
 //! Other commands find the network through `DATA/testnet.json`.
 
+mod chain;
+mod demo;
+mod nodes;
 mod state;
-mod up;
+mod summary;
+mod supervisor;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -32,7 +38,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start (or resume) the network in the foreground; Ctrl-C stops it.
-    Up(up::UpArgs),
+    Up(supervisor::UpArgs),
     /// Show the processes, their health, the content and its URLs. Exit 0 only when ready.
     Status {
         #[arg(long, default_value = "./testnet-data")]
@@ -71,7 +77,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Up(args) => up::up(args).await,
+            Command::Up(args) => supervisor::up(args).await,
             Command::Status { data, json } => status(&data, json).await,
             Command::Down { data } => down(&data).await,
             Command::KillNode { k, data } => kill_node(&data, k),
@@ -130,7 +136,7 @@ async fn status(data: &std::path::Path, json: bool) -> anyhow::Result<bool> {
                 "chain": state.chain,
                 "videos": state.videos,
                 "accounts": state.accounts,
-                "urls": up::urls(&state),
+                "urls": summary::urls(&state),
             })
         );
     } else {
@@ -162,7 +168,7 @@ async fn status(data: &std::path::Path, json: bool) -> anyhow::Result<bool> {
                 p["api_url"].as_str().unwrap_or("")
             );
         }
-        for (name, url) in up::urls(&state) {
+        for (name, url) in summary::urls(&state) {
             println!("  {name:<24} {url}");
         }
     }

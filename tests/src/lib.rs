@@ -13,22 +13,24 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
+pub use streamgate_api::{
+    cli::Published,
+    config::{ChainConfig, NodeConfig},
+    ready::{BootstrapReady, NodeReady, ReadyInfo},
+    v1::{NodeStatus, ProviderStanding},
+};
 
 /// Configuration for test nodes: loopback only, DHT server mode (loopback addresses are
 /// never confirmed as reachable by AutoNAT), and short timeouts so failures show quickly.
-pub const TEST_NODE_CONFIG: &str = r#"
-[swarm]
-dht_mode = "server"
-
-[data_plane]
-bind = "127.0.0.1:0"
-idle_timeout_secs = 3
-
-[fetch]
-find_timeout_secs = 5
-stall_timeout_secs = 3
-"#;
+pub fn test_config() -> NodeConfig {
+    let mut config = NodeConfig::default();
+    config.swarm.dht_mode = streamgate_api::config::DhtMode::Server;
+    config.data_plane.bind = ([127, 0, 0, 1], 0).into();
+    config.data_plane.idle_timeout_secs = 3;
+    config.fetch.find_timeout_secs = 5;
+    config.fetch.stall_timeout_secs = 3;
+    config
+}
 
 /// Path of a workspace binary, built by `cargo build --workspace --bins` (as `make test` does).
 pub fn bin(name: &str) -> PathBuf {
@@ -46,23 +48,6 @@ pub fn bin(name: &str) -> PathBuf {
         "{name} is missing beside {}: run `cargo build --workspace --bins` first (make test does)",
         exe.display()
     );
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct NodeInfo {
-    pub peer_id: String,
-    pub node_id: String,
-    pub pid: u32,
-    pub listen_addrs: Vec<String>,
-    pub api_url: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct BootstrapInfo {
-    pub peer_id: String,
-    pub pid: u32,
-    pub listen_addrs: Vec<String>,
-    pub iroh_relay_url: Option<String>,
 }
 
 /// A running daemon process.
@@ -129,17 +114,22 @@ pub fn signal(pid: u32, sig: i32) {
     }
 }
 
-pub type Node = Daemon<NodeInfo>;
-pub type Bootstrap = Daemon<BootstrapInfo>;
+pub type Node = Daemon<NodeReady>;
+pub type Bootstrap = Daemon<BootstrapReady>;
 
-/// A fresh data folder holding an initialised node key and the test configuration plus
-/// `extra_config` (TOML appended to it).
-pub fn init_node_dir(dir: &Path, extra_config: &str) -> anyhow::Result<()> {
+/// The test configuration for a node that flips one bit of every blob stream it serves,
+/// at byte `offset`: a malicious or broken provider.
+pub fn liar_config(offset: u64) -> NodeConfig {
+    let mut config = test_config();
+    config.testing.corrupt_served_byte_at = Some(offset);
+    config
+}
+
+/// A fresh data folder holding an initialised node key and `config` (usually
+/// [`test_config`], changed where a test needs to).
+pub fn init_node_dir(dir: &Path, config: &NodeConfig) -> anyhow::Result<()> {
     init_key(dir, "streamgate-node")?;
-    std::fs::write(
-        dir.join("config.toml"),
-        format!("{TEST_NODE_CONFIG}\n{extra_config}"),
-    )?;
+    std::fs::write(dir.join("config.toml"), config.to_toml())?;
     Ok(())
 }
 
@@ -173,7 +163,7 @@ pub fn start_node(dir: &Path, bootstrap: &[String]) -> anyhow::Result<Node> {
     for addr in bootstrap {
         cmd.args(["--bootstrap", addr]);
     }
-    spawn_and_wait(cmd, dir, "node")
+    spawn_and_wait(cmd, dir)
 }
 
 /// Initialises and starts a bootstrap node in `dir`.
@@ -198,16 +188,12 @@ pub fn start_bootstrap(dir: &Path) -> anyhow::Result<Bootstrap> {
             "/ip4/127.0.0.1/udp/0/quic-v1",
         ])
         .args(["--relay-listen", "127.0.0.1:0"]);
-    spawn_and_wait(cmd, dir, "bootstrap")
+    spawn_and_wait(cmd, dir)
 }
 
-fn spawn_and_wait<I: for<'de> Deserialize<'de>>(
-    mut cmd: Command,
-    dir: &Path,
-    name: &str,
-) -> anyhow::Result<Daemon<I>> {
-    let ready_path = dir.join("run").join(format!("{name}.json"));
-    let _ = std::fs::remove_file(&ready_path);
+fn spawn_and_wait<I: ReadyInfo>(mut cmd: Command, dir: &Path) -> anyhow::Result<Daemon<I>> {
+    let name = I::NAME;
+    let _ = std::fs::remove_file(I::path(dir));
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -229,9 +215,7 @@ fn spawn_and_wait<I: for<'de> Deserialize<'de>>(
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(text) = std::fs::read_to_string(&ready_path)
-            && let Ok(info) = serde_json::from_str::<I>(&text)
-        {
+        if let Some(info) = I::read(dir) {
             let child = daemon.child.take();
             return Ok(Daemon {
                 child,
@@ -260,13 +244,13 @@ pub fn cli(api_url: &str, args: &[&str]) -> Output {
 }
 
 /// Runs `streamgate --node API --json publish FILE ARGS` with its resume state in
-/// `state_dir`; the printed JSON, or the CLI's error line.
+/// `state_dir`; what it printed, or the CLI's error line.
 pub fn publish(
     api: &str,
     file: &Path,
     args: &[&str],
     state_dir: &Path,
-) -> Result<serde_json::Value, String> {
+) -> Result<Published, String> {
     let out = Command::new(bin("streamgate"))
         .env("STREAMGATE_STATE_DIR", state_dir)
         .args(["--node", api, "--json", "publish"])
@@ -289,8 +273,8 @@ pub fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-/// `GET /api/v1/status` as JSON.
-pub fn status(api_url: &str) -> anyhow::Result<serde_json::Value> {
+/// `GET /api/v1/status`, through the CLI.
+pub fn status(api_url: &str) -> anyhow::Result<NodeStatus> {
     let out = cli(api_url, &["--json", "status"]);
     if !out.status.success() {
         bail!("status failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -347,10 +331,10 @@ pub fn get_file(node: &Node, hash: &str, out: &Path) -> Vec<u8> {
 }
 
 /// What `status` says of one provider's standing.
-pub fn provider_standing(status: &serde_json::Value, peer_id: &str) -> Option<serde_json::Value> {
-    status["providers"]
-        .as_array()?
+pub fn provider_standing(status: &NodeStatus, peer_id: &str) -> Option<ProviderStanding> {
+    status
+        .providers
         .iter()
-        .find(|p| p["peer_id"] == peer_id)
+        .find(|p| p.peer_id == peer_id)
         .cloned()
 }

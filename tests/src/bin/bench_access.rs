@@ -1,7 +1,7 @@
 //! `make bench-access`: how fast a node verifies sign-ins, and how long ownership checks
 //! take against a real anvil chain, cached and uncached (median and p99).
 //!
-//! Runs the node's own access code in-process (`streamgate_node::access::Access`), so the
+//! Runs the node's own access code in-process (`streamgate_node::services::access::Access`), so the
 //! figures are the verification and the chain round trip, not HTTP.
 
 use std::time::Instant;
@@ -11,13 +11,14 @@ use alloy::{
     signers::{Signer, local::PrivateKeySigner},
 };
 use streamgate_node::{
-    access::Access,
     config::{ChainConfig, Config},
+    services::access::Access,
 };
 use streamgate_protocol::{
     access::{AccessPolicy, TokenStandard},
     siwe::SiweMessage,
 };
+use streamgate_swarm::identity::Identity;
 use streamgate_tests::chain::TestChain;
 
 const SIGN_INS: usize = 2000;
@@ -34,7 +35,10 @@ fn main() -> anyhow::Result<()> {
             rpc_urls: vec![chain.rpc_url()],
             registry: None,
         });
-        let access = Access::new(&config, "http://127.0.0.1:7700").map_err(anyhow::Error::msg)?;
+        let key_dir = tempfile::tempdir()?;
+        let identity = Identity::create(key_dir.path())?;
+        let access = Access::new(&config, "http://127.0.0.1:7700", identity)
+            .map_err(anyhow::Error::msg)?;
         let (holder, key) = chain.account(1);
         chain.mint_pass(holder).await?;
         let signer: PrivateKeySigner = key.parse()?;

@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use streamgate_tests::{cli, init_node_dir, media::make_clip, start_node, wait_until};
+use streamgate_tests::{cli, init_node_dir, media::make_clip, start_node, test_config, wait_until};
 
 const ROUNDS: usize = 2;
 const WRK_ARGS: [&str; 4] = ["-t2", "-c32", "-d10s", "--latency"];
@@ -19,7 +19,7 @@ fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let root = tempfile::tempdir()?;
     let dir = root.path().join("node");
-    init_node_dir(&dir, "")?;
+    init_node_dir(&dir, &test_config())?;
     let node = start_node(&dir, &[])?;
     let clip = root.path().join("clip.mp4");
     make_clip(&clip, 12, "1280x720", 30, true)?;
@@ -30,7 +30,7 @@ fn main() -> anyhow::Result<()> {
         &root.path().join("state"),
     )
     .map_err(|e| anyhow::anyhow!("publish failed: {e}"))?;
-    let id = published["manifest_id"].as_str().context("manifest id")?;
+    let id = published.manifest_id;
     let ours = format!("{}/hls/{id}/720p/seg_1.m4s", node.info.api_url);
 
     // The same bytes for nginx.

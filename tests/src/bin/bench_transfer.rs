@@ -20,7 +20,9 @@ use anyhow::Context;
 use futures::StreamExt;
 use iroh::{Endpoint, RelayMode, endpoint::presets};
 use iroh_blobs::{BlobsProtocol, store::fs::FsStore};
-use streamgate_tests::{Node, cli, init_node_dir, start_bootstrap, start_node, test_bytes};
+use streamgate_tests::{
+    Node, cli, init_node_dir, start_bootstrap, start_node, test_bytes, test_config,
+};
 
 const BIG: usize = 256 * 1024 * 1024;
 const SMALL: usize = 2 * 1024 * 1024;
@@ -43,14 +45,14 @@ fn main() -> anyhow::Result<()> {
     let bootstrap = start_bootstrap(&root.path().join("bootstrap"))?;
     let entry = vec![bootstrap.info.listen_addrs[0].clone()];
     let a_dir = root.path().join("a");
-    init_node_dir(&a_dir, "")?;
+    init_node_dir(&a_dir, &test_config())?;
     let a = start_node(&a_dir, &entry)?;
     let hash = add(&a, &big_file)?;
     let client = streamgate_tests::http_client();
     let mut ours = Vec::new();
     for run in 0..RUNS {
         let b_dir = root.path().join(format!("b{run}"));
-        init_node_dir(&b_dir, "")?;
+        init_node_dir(&b_dir, &test_config())?;
         let b = start_node(&b_dir, &entry)?;
         let started = Instant::now();
         let status = runtime
@@ -97,7 +99,7 @@ fn main() -> anyhow::Result<()> {
         std::fs::write(&file, test_bytes(SMALL, 200 + run as u64))?;
         let small_hash = add(&a, &file)?;
         let c_dir = root.path().join(format!("c{run}"));
-        init_node_dir(&c_dir, "")?;
+        init_node_dir(&c_dir, &test_config())?;
         let c = start_node(&c_dir, &entry)?;
         let url = format!("{}/blob/{small_hash}", c.info.api_url);
         let took = runtime.block_on(async {

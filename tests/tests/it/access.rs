@@ -14,25 +14,25 @@ use alloy::{
 use serde_json::Value;
 use streamgate_protocol::siwe::SiweMessage;
 use streamgate_tests::{
-    Node, bin,
+    ChainConfig, Node, bin,
     chain::TestChain,
     http_client, init_node_dir,
     media::{decode_errors, make_clip, video_frames},
-    publish, start_node,
+    publish, start_node, test_config,
 };
 
 /// A node that checks ownership on `chains` (chain id, RPC URL, registry).
 fn gated_node(dir: &Path, chains: &[(u64, String, Option<Address>)]) -> Node {
-    let mut extra = String::new();
-    for (id, url, registry) in chains {
-        extra.push_str(&format!(
-            "[[chains]]\nchain_id = {id}\nrpc_urls = [\"{url}\"]\n"
-        ));
-        if let Some(r) = registry {
-            extra.push_str(&format!("registry = \"{r}\"\n"));
-        }
-    }
-    init_node_dir(dir, &extra).expect("init");
+    let mut config = test_config();
+    config.chains = chains
+        .iter()
+        .map(|(id, url, registry)| ChainConfig {
+            chain_id: *id,
+            rpc_urls: vec![url.clone()],
+            registry: registry.map(|r| r.to_string()),
+        })
+        .collect();
+    init_node_dir(dir, &config).expect("init");
     start_node(dir, &[]).expect("node")
 }
 
@@ -44,7 +44,7 @@ fn publish_gated(node: &Node, clip: &Path, gate: &str, state: &Path) -> String {
         state,
     )
     .unwrap_or_else(|e| panic!("publish failed: {e}\n{}", node.log()));
-    published["manifest_id"].as_str().expect("id").to_string()
+    published.manifest_id.clone()
 }
 
 /// `streamgate sign-in` with the key in an environment variable; the session token.
@@ -440,7 +440,7 @@ fn the_registry_entry_of_the_registrant_overrides_the_manifest_and_a_dead_rpc_fa
         &root.path().join("state"),
     )
     .unwrap_or_else(|e| panic!("publish failed: {e}"));
-    let id = published["manifest_id"].as_str().expect("id").to_string();
+    let id = published.manifest_id.clone();
     let mut manifest_id = [0u8; 32];
     hex::decode_to_slice(&id, &mut manifest_id).expect("hex");
     let holder_token = sign_in(&node, &holder_key, &[]).expect("sign in");

@@ -14,7 +14,9 @@ use libp2p::{
     tcp, yamux,
 };
 use streamgate_protocol::{Announcement, ContentHash, NodeRecord, announce::ANNOUNCE_TOPIC};
-use streamgate_tests::{add_file, get_file, init_node_dir, start_node, status, test_bytes};
+use streamgate_tests::{
+    add_file, get_file, init_node_dir, start_node, status, test_bytes, test_config,
+};
 
 /// Sends raw bytes to `addr` and returns whatever comes back before the server closes or
 /// 5 s pass.
@@ -39,13 +41,9 @@ fn bad_http_requests_get_clear_errors_and_nothing_stored_is_lost() {
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path().join("node");
     // A small upload limit so "huge" is cheap to send.
-    init_node_dir(&dir, "").expect("init");
-    let config = std::fs::read_to_string(dir.join("config.toml")).expect("config");
-    std::fs::write(
-        dir.join("config.toml"),
-        format!("{config}\n[api]\nmax_upload_bytes = 1048576\n"),
-    )
-    .expect("config");
+    let mut config = test_config();
+    config.api.max_upload_bytes = 1 << 20;
+    init_node_dir(&dir, &config).expect("init");
     let mut node = start_node(&dir, &[]).expect("node");
     let api = node.info.api_url.clone();
     let host = api.trim_start_matches("http://").to_string();
@@ -70,15 +68,14 @@ fn bad_http_requests_get_clear_errors_and_nothing_stored_is_lost() {
         })
     };
     let error_code = |body: &[u8]| -> String {
-        serde_json::from_slice::<serde_json::Value>(body).expect("JSON error body")["error"]
-            .as_str()
-            .expect("error code")
-            .to_string()
+        serde_json::from_slice::<streamgate_api::v1::ErrorBody>(body)
+            .expect("JSON error body")
+            .error
     };
 
     // Bad hashes.
     for bad in ["xyz", &"g".repeat(64), &"a".repeat(65), "%00"] {
-        let (code, _, body) = get(&format!("/blob/{bad}"), None);
+        let (code, _, body) = get(&format!("/blob/{bad:?}"), None);
         assert_eq!(code, 400, "hash {bad:?}");
         assert_eq!(error_code(&body), "bad_hash");
     }
@@ -166,7 +163,7 @@ fn bad_http_requests_get_clear_errors_and_nothing_stored_is_lost() {
     // Still alive, still serving the blob, nothing half-stored.
     assert!(node.is_running(), "node died:\n{}", node.log());
     let s = status(&api).expect("status");
-    assert_eq!(s["blobs"], 1, "a rejected upload was stored: {s:#}");
+    assert_eq!(s.blobs, 1, "a rejected upload was stored: {s:#?}");
     let (code, _, body) = get(&format!("/blob/{hash}"), None);
     assert_eq!((code, body.len()), (200, payload.len()));
     assert!(!node.log().contains("panicked"), "{}", node.log());
@@ -199,7 +196,7 @@ fn now() -> u64 {
 fn malformed_and_hostile_peer_messages_are_refused_and_bounded() {
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path().join("victim");
-    init_node_dir(&dir, "").expect("init");
+    init_node_dir(&dir, &test_config()).expect("init");
     let mut victim = start_node(&dir, &[]).expect("victim");
     let victim_peer: PeerId = victim.info.peer_id.parse().expect("peer id");
     let victim_addr: Multiaddr = victim.info.listen_addrs[0].parse().expect("multiaddr");
@@ -375,25 +372,25 @@ fn malformed_and_hostile_peer_messages_are_refused_and_bounded() {
 
     assert!(victim.is_running(), "victim died:\n{}", victim.log());
     let s = status(&victim.info.api_url).expect("status");
-    let rejected = s["swarm"]["rejected_messages"].as_u64().unwrap_or(0);
+    let rejected = s.swarm.rejected_messages as u64;
     // 5 bad gossip messages and 3 bad DHT records.
     assert!(
         rejected >= 8,
-        "expected at least 8 rejections, saw {rejected}: {s:#}"
+        "expected at least 8 rejections, saw {rejected}: {s:#?}"
     );
-    let accepted = s["swarm"]["accepted_announcements"].as_u64().unwrap_or(0);
+    let accepted = s.swarm.accepted_announcements as u64;
     assert!(
         accepted > 4096,
-        "the flood did not arrive ({accepted} accepted), so the bound is untested: {s:#}\n{}",
+        "the flood did not arrive ({accepted} accepted), so the bound is untested: {s:#?}\n{}",
         victim.log()
     );
-    let hints = s["swarm"]["provider_hints"].as_u64().unwrap_or(u64::MAX);
+    let hints = s.swarm.provider_hints as u64;
     assert!(hints <= 4096, "provider hint cache unbounded: {hints}");
     assert!(!victim.log().contains("panicked"), "{}", victim.log());
 
     // The victim's own record was not replaced: another node still fetches from it.
     let fetcher_dir = root.path().join("fetcher");
-    init_node_dir(&fetcher_dir, "").expect("init");
+    init_node_dir(&fetcher_dir, &test_config()).expect("init");
     let fetcher =
         start_node(&fetcher_dir, &[victim.info.listen_addrs[0].clone()]).expect("fetcher");
     let out_path = root.path().join("out.bin");

@@ -2,7 +2,8 @@
 //! bytes.
 
 use iroh_blobs::{api::blobs::BlobStatus, get::GetError};
-use streamgate_node::{config::DataPlaneConfig, data_plane::DataPlane, identity::Identity};
+use streamgate_node::{actors::data_plane::DataPlane, config::DataPlaneConfig};
+use streamgate_swarm::identity::Identity;
 use streamgate_tests::test_bytes;
 
 const GROUP: u64 = 16 * 1024;

@@ -6,8 +6,8 @@ use std::{
 };
 
 use streamgate_tests::{
-    add_file, bin, cli, get_file, init_node_dir, provider_standing, start_bootstrap, start_node,
-    status, test_bytes, wait_until,
+    add_file, bin, cli, get_file, init_node_dir, liar_config, provider_standing, start_bootstrap,
+    start_node, status, test_bytes, test_config, wait_until,
 };
 
 #[test]
@@ -17,13 +17,13 @@ fn corrupt_provider_is_caught_penalised_and_the_fetch_completes_elsewhere() {
     let entry = vec![bootstrap.info.listen_addrs[0].clone()];
     // The liar flips one bit 200 000 bytes into every blob stream it serves.
     let liar_dir = root.path().join("liar");
-    init_node_dir(&liar_dir, "[testing]\ncorrupt_served_byte_at = 200000\n").expect("init");
+    init_node_dir(&liar_dir, &liar_config(200000)).expect("init");
     let liar = start_node(&liar_dir, &entry).expect("liar");
     let honest_dir = root.path().join("honest");
-    init_node_dir(&honest_dir, "").expect("init");
+    init_node_dir(&honest_dir, &test_config()).expect("init");
     let honest = start_node(&honest_dir, &entry).expect("honest");
     let fetcher_dir = root.path().join("fetcher");
-    init_node_dir(&fetcher_dir, "").expect("init");
+    init_node_dir(&fetcher_dir, &test_config()).expect("init");
     let fetcher = start_node(&fetcher_dir, &entry).expect("fetcher");
 
     // 16 MiB: four 4 MiB ranges, so both providers are asked at once.
@@ -42,15 +42,12 @@ fn corrupt_provider_is_caught_penalised_and_the_fetch_completes_elsewhere() {
 
     let s = status(&fetcher.info.api_url).expect("status");
     let bad = provider_standing(&s, &liar.info.peer_id)
-        .unwrap_or_else(|| panic!("liar not in provider book: {s:#}"));
-    assert!(
-        bad["corrupt"].as_u64() >= Some(1),
-        "liar not marked corrupt: {bad}"
-    );
-    assert_eq!(bad["banned"], true, "liar not banned: {bad}");
+        .unwrap_or_else(|| panic!("liar not in provider book: {s:#?}"));
+    assert!(bad.corrupt >= 1, "liar not marked corrupt: {bad:?}");
+    assert!(bad.banned, "liar not banned: {bad:?}");
     let good = provider_standing(&s, &honest.info.peer_id).expect("honest provider in book");
-    assert!(good["successes"].as_u64() >= Some(1), "{good}");
-    assert_eq!(good["banned"], false);
+    assert!(good.successes >= 1, "{good:?}");
+    assert!(!good.banned);
     assert!(
         fetcher.log().contains("verification failed"),
         "the fetcher did not log the verification failure:\n{}",
@@ -64,22 +61,16 @@ fn provider_killed_mid_transfer_and_the_fetch_completes_from_another() {
     let bootstrap = start_bootstrap(&root.path().join("bootstrap")).expect("bootstrap");
     let entry = vec![bootstrap.info.listen_addrs[0].clone()];
     // Slow providers (4 MiB/s each) so that the kill lands mid-transfer.
-    let capped = "[data_plane]\nmax_upload_bytes_per_sec = 4194304\n";
+    let mut capped = test_config();
+    capped.data_plane.max_upload_bytes_per_sec = 4 << 20;
     let mut providers = Vec::new();
     for name in ["doomed", "survivor"] {
         let dir = root.path().join(name);
-        // The test config already has a [data_plane] table; merge the cap into it.
-        init_node_dir(&dir, "").expect("init");
-        let config = std::fs::read_to_string(dir.join("config.toml")).expect("config");
-        std::fs::write(
-            dir.join("config.toml"),
-            config.replace("[data_plane]\n", capped),
-        )
-        .expect("write config");
+        init_node_dir(&dir, &capped).expect("init");
         providers.push(start_node(&dir, &entry).expect("provider"));
     }
     let fetcher_dir = root.path().join("fetcher");
-    init_node_dir(&fetcher_dir, "").expect("init");
+    init_node_dir(&fetcher_dir, &test_config()).expect("init");
     let fetcher = start_node(&fetcher_dir, &entry).expect("fetcher");
 
     let payload = test_bytes(24 * 1024 * 1024, 3);
@@ -101,7 +92,7 @@ fn provider_killed_mid_transfer_and_the_fetch_completes_from_another() {
     let doomed_api = providers[0].info.api_url.clone();
     let served_some = wait_until(Duration::from_secs(20), || {
         status(&doomed_api)
-            .map(|s| s["bytes_served"].as_u64().unwrap_or(0) >= 2 * 1024 * 1024)
+            .map(|s| s.bytes_served >= 2 * 1024 * 1024)
             .unwrap_or(false)
     });
     assert!(
@@ -132,9 +123,9 @@ fn provider_killed_mid_transfer_and_the_fetch_completes_from_another() {
     assert_eq!(std::fs::read(&out_path).expect("read"), payload);
     let s = status(&fetcher.info.api_url).expect("status");
     let dead = provider_standing(&s, &providers[0].info.peer_id).expect("doomed provider in book");
-    assert!(dead["failures"].as_u64() >= Some(1), "{dead}");
+    assert!(dead.failures >= 1, "{dead:?}");
     let alive = provider_standing(&s, &providers[1].info.peer_id).expect("survivor in book");
-    assert!(alive["successes"].as_u64() >= Some(1), "{alive}");
+    assert!(alive.successes >= 1, "{alive:?}");
 }
 
 #[test]
@@ -145,7 +136,7 @@ fn getting_a_hash_nobody_has_fails_clearly_in_bounded_time() {
     let mut nodes = Vec::new();
     for i in 0..2 {
         let dir = root.path().join(format!("n{i}"));
-        init_node_dir(&dir, "").expect("init");
+        init_node_dir(&dir, &test_config()).expect("init");
         nodes.push(start_node(&dir, &entry).expect("node"));
     }
     let nobody_has = blake3::hash(b"content that was never added")

@@ -8,12 +8,12 @@ use std::{
 
 use serde_json::Value;
 use streamgate_tests::{
-    add_file, bin, cli, http_client, init_node_dir,
+    add_file, bin, cli, http_client, init_node_dir, liar_config,
     media::{
         decode_errors, ffmpeg, make_clip, segment_starts_with_keyframe, stream_duration,
         video_frames,
     },
-    provider_standing, publish, start_bootstrap, start_node, status, wait_until,
+    provider_standing, publish, start_bootstrap, start_node, status, test_config, wait_until,
 };
 
 fn get_bytes(url: &str) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
@@ -27,6 +27,26 @@ fn get_bytes(url: &str) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
             headers,
             response.bytes().await.expect("body").to_vec(),
         )
+    })
+}
+
+/// GET `url`, keeping whatever body arrived: the status, the bytes, and whether the body
+/// ended cleanly.
+fn get_partial(url: &str) -> (u16, Vec<u8>, bool) {
+    use futures::StreamExt;
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let response = http_client().get(url).send().await.expect("request");
+        let status = response.status().as_u16();
+        let mut body = response.bytes_stream();
+        let mut received = Vec::new();
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(bytes) => received.extend_from_slice(&bytes),
+                Err(_) => return (status, received, false),
+            }
+        }
+        (status, received, true)
     })
 }
 
@@ -48,7 +68,7 @@ fn a_clip_published_on_one_node_decodes_cleanly_from_another_as_hls_and_dash() {
     let mut nodes = Vec::new();
     for name in ["a", "b"] {
         let dir = root.path().join(name);
-        init_node_dir(&dir, "").expect("init");
+        init_node_dir(&dir, &test_config()).expect("init");
         nodes.push(start_node(&dir, &entry).expect("node"));
     }
     let (a, b) = (&nodes[0], &nodes[1]);
@@ -61,12 +81,9 @@ fn a_clip_published_on_one_node_decodes_cleanly_from_another_as_hls_and_dash() {
         &root.path().join("state"),
     )
     .unwrap_or_else(|e| panic!("publish failed: {e}\n{}", a.log()));
-    let id = published["manifest_id"]
-        .as_str()
-        .expect("manifest id")
-        .to_string();
+    let id = published.manifest_id.clone();
     assert_eq!(
-        published["source_hash"].as_str(),
+        Some(published.source_hash.as_str()),
         Some(
             blake3::hash(&std::fs::read(&clip).expect("clip"))
                 .to_hex()
@@ -224,10 +241,11 @@ fn a_clip_published_on_one_node_decodes_cleanly_from_another_as_hls_and_dash() {
         "range bytes differ"
     );
     let (_, _, status) = get_bytes(&format!("{}/api/v1/status", b.info.api_url));
-    let status: Value = serde_json::from_slice(&status).expect("status JSON");
+    let status: streamgate_tests::NodeStatus =
+        serde_json::from_slice(&status).expect("status JSON");
     assert!(
-        status["bytes_sent_zero_copy"].as_u64().unwrap_or(0) >= size - 2000,
-        "node B sent no hot segment with sendfile: {status}"
+        status.bytes_sent_zero_copy >= size - 2000,
+        "node B sent no hot segment with sendfile: {status:?}"
     );
 
     // Both nodes list it; only A published it.
@@ -242,7 +260,7 @@ fn a_clip_published_on_one_node_decodes_cleanly_from_another_as_hls_and_dash() {
 fn an_interrupted_upload_resumes_and_publishes_the_same_bytes() {
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path().join("node");
-    init_node_dir(&dir, "").expect("init");
+    init_node_dir(&dir, &test_config()).expect("init");
     let node = start_node(&dir, &[]).expect("node");
     // A big (lightly compressed) clip, so the upload takes a while at the capped rate.
     let clip = root.path().join("big.mp4");
@@ -330,8 +348,7 @@ fn an_interrupted_upload_resumes_and_publishes_the_same_bytes() {
 
     let second = publish(&node.info.api_url, &clip, &["--title", "resumed"], &state)
         .unwrap_or_else(|e| panic!("resumed publish failed: {e}\n{}", node.log()));
-    let resumed_from = second["resumed_from"].as_u64().expect("resumed_from");
-    let sent = second["bytes_sent"].as_u64().expect("bytes_sent");
+    let (resumed_from, sent) = (second.resumed_from, second.bytes_sent);
     assert!(
         resumed_from >= kept,
         "resumed from {resumed_from}, but the node had {kept}"
@@ -343,7 +360,7 @@ fn an_interrupted_upload_resumes_and_publishes_the_same_bytes() {
     );
     assert!(sent < length, "the second run sent everything again");
     assert_eq!(
-        second["source_hash"].as_str(),
+        Some(second.source_hash.as_str()),
         Some(
             blake3::hash(&std::fs::read(&clip).expect("clip"))
                 .to_hex()
@@ -351,7 +368,7 @@ fn an_interrupted_upload_resumes_and_publishes_the_same_bytes() {
         ),
         "the resumed upload is not the same file"
     );
-    let id = second["manifest_id"].as_str().expect("id");
+    let id = &second.manifest_id;
     let hls = format!("{}/hls/{id}/master.m3u8", node.info.api_url);
     assert!(decode_errors(&hls, &[]).expect("decode").is_empty());
 }
@@ -360,7 +377,7 @@ fn an_interrupted_upload_resumes_and_publishes_the_same_bytes() {
 fn bad_files_fail_clearly_and_unusual_valid_ones_publish() {
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path().join("node");
-    init_node_dir(&dir, "").expect("init");
+    init_node_dir(&dir, &test_config()).expect("init");
     let node = start_node(&dir, &[]).expect("node");
     let api = node.info.api_url.clone();
     let state = root.path().join("state");
@@ -425,7 +442,7 @@ fn bad_files_fail_clearly_and_unusual_valid_ones_publish() {
         "a failed publish announced something"
     );
     assert_eq!(
-        status(&api).expect("status")["blobs"],
+        status(&api).expect("status").blobs,
         0,
         "a failed publish recorded blobs"
     );
@@ -461,7 +478,7 @@ fn bad_files_fail_clearly_and_unusual_valid_ones_publish() {
     ] {
         let published = publish(&api, &path(name), &[], &state)
             .unwrap_or_else(|e| panic!("{name}: {e}\n{}", node.log()));
-        let id = published["manifest_id"].as_str().expect("id");
+        let id = published.manifest_id.as_str();
         let manifest = manifest_json(&api, id);
         let tracks = manifest["manifest"]["tracks"].as_array().expect("tracks");
         for kind in ["video", "audio"] {
@@ -489,10 +506,10 @@ fn a_tampered_manifest_and_segments_that_fail_their_hash_are_refused() {
     // The publisher corrupts every blob stream it serves from byte 300 000 on: small blobs
     // (manifest, init segments) arrive intact, media segments do not.
     let a_dir = root.path().join("a");
-    init_node_dir(&a_dir, "[testing]\ncorrupt_served_byte_at = 300000\n").expect("init");
+    init_node_dir(&a_dir, &liar_config(300000)).expect("init");
     let a = start_node(&a_dir, &entry).expect("a");
     let b_dir = root.path().join("b");
-    init_node_dir(&b_dir, "").expect("init");
+    init_node_dir(&b_dir, &test_config()).expect("init");
     let b = start_node(&b_dir, &entry).expect("b");
     let clip = root.path().join("clip.mp4");
     make_clip(&clip, 6, "1280x720", 30, true).expect("clip");
@@ -503,24 +520,40 @@ fn a_tampered_manifest_and_segments_that_fail_their_hash_are_refused() {
         &root.path().join("state"),
     )
     .expect("publish");
-    let id = published["manifest_id"].as_str().expect("id").to_string();
+    let id = published.manifest_id.clone();
 
-    // The manifest verifies on B, but no segment that fails its hash is ever served.
+    // The manifest verifies on B, but no byte that fails its hash is ever served. B answers
+    // with verified bytes as they arrive, so the first request is cut short where the bad
+    // bytes begin; a client sees a failed transfer, never a whole response.
     let base = format!("{}/hls/{id}/720p", b.info.api_url);
     let (code, _, _) = get_bytes(&format!("{base}/index.m3u8"));
     assert_eq!(code, 200);
-    let (code, _, body) = get_bytes(&format!("{base}/seg_0.m4s"));
-    assert_eq!(
-        code,
-        502,
-        "a segment failing its hash was served: {}",
-        String::from_utf8_lossy(&body)
+    let (code, _, truth) = get_bytes(&format!("{}/hls/{id}/720p/seg_0.m4s", a.info.api_url));
+    assert_eq!(code, 200, "the publisher serves its own segment over HTTP");
+    assert!(truth.len() > 300_000);
+    let (code, received, complete) = get_partial(&format!("{base}/seg_0.m4s"));
+    assert!(
+        !(code == 200 && complete),
+        "a segment failing its hash was served whole ({} bytes)",
+        received.len()
     );
-    let error: Value = serde_json::from_slice(&body).expect("JSON error");
-    assert_eq!(error["error"], "providers_failed");
+    assert!(
+        truth.starts_with(&received) && received.len() <= 300_000,
+        "B sent {} bytes that are not the verified start of the segment",
+        received.len()
+    );
     let s = status(&b.info.api_url).expect("status");
     let liar = provider_standing(&s, &a.info.peer_id).expect("publisher in B's provider book");
-    assert_eq!(liar["banned"], true, "{liar}");
+    assert!(liar.banned, "{liar:?}");
+    // Asked again, B knows its only provider is banned and says so.
+    let (code, _, body) = get_bytes(&format!("{base}/seg_0.m4s"));
+    assert_eq!(code, 502, "{}", String::from_utf8_lossy(&body));
+    let error: Value = serde_json::from_slice(&body).expect("JSON error");
+    assert_eq!(error["error"], "providers_failed");
+    assert!(
+        error["message"].as_str().unwrap_or("").contains("banned"),
+        "{error}"
+    );
 
     // A manifest changed after signing is refused with its reason.
     let (code, _, original) = get_bytes(&format!("{}/blob/{id}", a.info.api_url));
@@ -544,7 +577,7 @@ fn a_tampered_manifest_and_segments_that_fail_their_hash_are_refused() {
 fn a_node_restarted_mid_transcode_finishes_the_job_and_announces_only_complete_content() {
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path().join("node");
-    init_node_dir(&dir, "").expect("init");
+    init_node_dir(&dir, &test_config()).expect("init");
     let mut node = start_node(&dir, &[]).expect("node");
     let clip = root.path().join("long.mp4");
     make_clip(&clip, 40, "1280x720", 30, true).expect("clip");
@@ -608,7 +641,7 @@ fn a_node_restarted_mid_transcode_finishes_the_job_and_announces_only_complete_c
         .map(|t| 1 + t["segments"].as_array().map_or(0, Vec::len))
         .sum();
     // Every segment and init segment, plus the manifest itself, is stored.
-    assert_eq!(s["blobs"].as_u64(), Some(blobs as u64 + 1));
+    assert_eq!(s.blobs, blobs as u64 + 1);
     let errors = decode_errors(&format!("{api}/hls/{id}/master.m3u8"), &[]).expect("decode");
     assert!(errors.is_empty(), "{errors}");
 }

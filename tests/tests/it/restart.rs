@@ -8,7 +8,7 @@ use std::{
 
 use streamgate_tests::{
     add_file, bin, get_file, http_client, init_node_dir, start_bootstrap, start_node, status,
-    test_bytes,
+    test_bytes, test_config,
 };
 
 #[test]
@@ -17,7 +17,7 @@ fn identity_blobs_and_state_survive_a_restart() {
     let bootstrap = start_bootstrap(&root.path().join("bootstrap")).expect("bootstrap");
     let entry = vec![bootstrap.info.listen_addrs[0].clone()];
     let dir = root.path().join("node");
-    init_node_dir(&dir, "").expect("init");
+    init_node_dir(&dir, &test_config()).expect("init");
     let mut node = start_node(&dir, &entry).expect("start");
     let peer_id = node.info.peer_id.clone();
 
@@ -36,8 +36,8 @@ fn identity_blobs_and_state_survive_a_restart() {
         "identity changed across restart"
     );
     let s = status(&node.info.api_url).expect("status");
-    assert_eq!(s["blobs"], 1);
-    assert_eq!(s["bytes_stored"], payload.len() as u64);
+    assert_eq!(s.blobs, 1);
+    assert_eq!(s.bytes_stored, payload.len() as u64);
     let back = root.path().join("back.bin");
     assert_eq!(
         get_file(&node, &hash, &back),
@@ -47,7 +47,7 @@ fn identity_blobs_and_state_survive_a_restart() {
 
     // The restarted node announced itself again: a newcomer finds and fetches from it.
     let newcomer_dir = root.path().join("newcomer");
-    init_node_dir(&newcomer_dir, "").expect("init");
+    init_node_dir(&newcomer_dir, &test_config()).expect("init");
     let newcomer = start_node(&newcomer_dir, &entry).expect("newcomer");
     let fetched = root.path().join("fetched.bin");
     assert_eq!(
@@ -62,7 +62,7 @@ fn kill_9_during_add_never_leaves_a_wrong_blob_served_as_complete() {
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path().join("node");
     // A lone node: anything it cannot find locally is "not found" after the find timeout.
-    init_node_dir(&dir, "").expect("init");
+    init_node_dir(&dir, &test_config()).expect("init");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let client = http_client();
     let mut outcomes = Vec::new();
@@ -113,12 +113,12 @@ fn kill_9_during_add_never_leaves_a_wrong_blob_served_as_complete() {
                     hash,
                     "served wrong bytes"
                 );
-                assert_eq!(s["blobs"], stored_before + 1);
+                assert_eq!(s.blobs, stored_before + 1);
                 outcomes.push("complete");
             }
             404 => {
                 assert_eq!(
-                    s["blobs"], stored_before,
+                    s.blobs, stored_before,
                     "database lists a blob the store cannot serve"
                 );
                 outcomes.push("absent");
@@ -132,9 +132,7 @@ fn kill_9_during_add_never_leaves_a_wrong_blob_served_as_complete() {
 /// Blobs the node at `dir` had stored when last stopped (read by starting it briefly).
 fn status_blobs_offline(dir: &std::path::Path) -> u64 {
     let mut node = start_node(dir, &[]).expect("start");
-    let blobs = status(&node.info.api_url).expect("status")["blobs"]
-        .as_u64()
-        .expect("count");
+    let blobs = status(&node.info.api_url).expect("status").blobs;
     node.terminate();
     blobs
 }

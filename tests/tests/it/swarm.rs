@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use streamgate_tests::{
-    add_file, get_file, init_node_dir, start_bootstrap, start_node, status, test_bytes,
+    add_file, get_file, init_node_dir, start_bootstrap, start_node, status, test_bytes, test_config,
 };
 
 #[test]
@@ -14,7 +14,7 @@ fn node_five_fetches_what_node_one_added_knowing_only_the_bootstrap() {
     let mut nodes = Vec::new();
     for i in 1..=5 {
         let dir = root.path().join(format!("node{i}"));
-        init_node_dir(&dir, "").expect("init");
+        init_node_dir(&dir, &test_config()).expect("init");
         nodes.push(start_node(&dir, &entry).expect("start node"));
     }
 
@@ -33,9 +33,9 @@ fn node_five_fetches_what_node_one_added_knowing_only_the_bootstrap() {
 
     // Node 5 now holds and provides the blob itself.
     let s5 = status(&nodes[4].info.api_url).expect("status");
-    assert_eq!(s5["blobs"], 1);
-    assert_eq!(s5["bytes_stored"], payload.len() as u64);
-    assert!(s5["swarm"]["connected_peers"].as_u64().unwrap_or(0) >= 1);
+    assert_eq!(s5.blobs, 1);
+    assert_eq!(s5.bytes_stored, payload.len() as u64);
+    assert!(s5.swarm.connected_peers as u64 >= 1);
 
     // Clean shutdown: each process exits on SIGTERM within 5 s and removes its ready file.
     for node in &mut nodes {

@@ -1,0 +1,315 @@
+//! The node's configuration file, `DATA_DIR/config.toml`, as types.
+//!
+//! Every key has a default, so an empty file is a valid configuration. The node checks the
+//! values when it loads them (`streamgate_node::config`); tools that write a configuration
+//! (the testnet, the tests) build a [`NodeConfig`] and write [`NodeConfig::to_toml`], so a
+//! renamed key is a compile error rather than a node that refuses to start.
+
+use std::{net::SocketAddr, time::Duration};
+
+use multiaddr::Multiaddr;
+use serde::{Deserialize, Serialize};
+
+/// The file `init` writes: every key with its default, commented.
+pub const DEFAULT_CONFIG_TOML: &str = r#"# StreamGate node configuration. Every key is optional; the values shown are the defaults.
+# Command-line flags (--listen, --bootstrap, --api-listen) override the keys they name.
+
+[swarm]
+# libp2p listen addresses (TCP and QUIC). Port 0 picks a free port.
+listen = ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"]
+# Entry nodes to join through, as multiaddrs ending in /p2p/<peer id>.
+bootstrap = []
+# Kademlia mode: "server" answers DHT queries for others, "client" only asks,
+# "auto" becomes a server once AutoNAT confirms the node is reachable.
+dht_mode = "auto"
+# Multicast DNS discovery of peers on the local network. Off: it sends multicast traffic.
+mdns = false
+
+[data_plane]
+# UDP address of the iroh endpoint that moves blob bytes.
+bind = "0.0.0.0:0"
+# An iroh relay to be reachable through, e.g. the one a bootstrap node runs ("http://host:port").
+# Empty: no relay, direct addresses only. Public n0 relays are never used unless named here.
+relay_url = ""
+# Ask the home router for a port mapping (UPnP, NAT-PMP, PCP). Off: it probes the gateway.
+portmapper = false
+# Cap on upload bandwidth for serving blobs to other nodes, in bytes per second. 0: no cap.
+max_upload_bytes_per_sec = 0
+# A peer that stops answering is given up after this many seconds.
+idle_timeout_secs = 5
+
+[api]
+# The HTTP API and gateway.
+listen = "127.0.0.1:7700"
+# Largest blob accepted by POST /api/v1/blobs and by uploads, in bytes.
+max_upload_bytes = 8589934592
+# Memory for the most recently served segments, answered without reading the blob store.
+# Segments of 64 KiB or more are kept in unnamed files in the data directory (page cache,
+# sent with sendfile).
+segment_cache_bytes = 268435456
+
+[fetch]
+# How long a fetch may look for providers before answering "not found".
+find_timeout_secs = 10
+# A provider that sends nothing for this long is abandoned for another.
+stall_timeout_secs = 5
+# Most providers used at once for one blob.
+max_parallel_providers = 4
+# Size of the byte ranges a blob is split into across providers.
+range_bytes = 4194304
+
+[transcode]
+# Rungs encoded when a publish does not name a ladder.
+ladder = "1080p,720p,480p,360p"
+# x264 preset: faster presets use less CPU per minute of video and give bigger files.
+preset = "veryfast"
+# "auto": use hardware codecs that the start-up probe found working (see
+# `streamgate-node capabilities`); "off": CPU only.
+hardware = "auto"
+
+[access]
+# The origin viewers and wallets reach this node's API at (scheme://host:port). Sign-in
+# messages must name it. Empty: the address the API listens on.
+public_origin = ""
+# How long a sign-in session lasts, in seconds.
+session_ttl_secs = 3600
+# How long an ownership check is cached, in seconds. Transfers seen on chain drop cached
+# results within seconds regardless.
+cache_ttl_secs = 300
+
+# Chains this node checks NFT ownership on, one [[chains]] table each, for example:
+# [[chains]]
+# chain_id = 31337
+# rpc_urls = ["http://127.0.0.1:8545"]           # tried in order: failover
+# registry = "0x5FbDB2315678afecb367f032d93F642f64180aa3"  # optional ContentRegistry
+"#;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    pub swarm: SwarmConfig,
+    pub data_plane: DataPlaneConfig,
+    pub api: ApiConfig,
+    pub fetch: FetchConfig,
+    pub transcode: TranscodeSettings,
+    pub access: AccessConfig,
+    pub chains: Vec<ChainConfig>,
+    pub testing: TestingConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessConfig {
+    pub public_origin: String,
+    pub session_ttl_secs: u64,
+    pub cache_ttl_secs: u64,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self {
+            public_origin: String::new(),
+            session_ttl_secs: 3600,
+            cache_ttl_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    pub chain_id: u64,
+    pub rpc_urls: Vec<String>,
+    #[serde(default)]
+    pub registry: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TranscodeSettings {
+    pub ladder: String,
+    pub preset: String,
+    pub hardware: HardwareUse,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HardwareUse {
+    Auto,
+    Off,
+}
+
+impl Default for TranscodeSettings {
+    fn default() -> Self {
+        Self {
+            ladder: "1080p,720p,480p,360p".into(),
+            preset: "veryfast".into(),
+            hardware: HardwareUse::Auto,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SwarmConfig {
+    pub listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    pub dht_mode: DhtMode,
+    pub mdns: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DhtMode {
+    Server,
+    Client,
+    Auto,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataPlaneConfig {
+    pub bind: SocketAddr,
+    pub relay_url: String,
+    pub portmapper: bool,
+    pub max_upload_bytes_per_sec: u64,
+    pub idle_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    pub max_upload_bytes: u64,
+    pub segment_cache_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FetchConfig {
+    pub find_timeout_secs: u64,
+    pub stall_timeout_secs: u64,
+    pub max_parallel_providers: usize,
+    pub range_bytes: u64,
+}
+
+/// Fault injection for the project's own failure tests. Not in the default file; never set
+/// it on a real node.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TestingConfig {
+    /// Flip one bit of the byte at this offset of every blob stream this node serves, so
+    /// that fetchers see bytes that fail verification (a malicious or broken provider).
+    pub corrupt_served_byte_at: Option<u64>,
+}
+
+impl Default for SwarmConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr"),
+                "/ip4/0.0.0.0/udp/0/quic-v1"
+                    .parse()
+                    .expect("valid multiaddr"),
+            ],
+            bootstrap: Vec::new(),
+            dht_mode: DhtMode::Auto,
+            mdns: false,
+        }
+    }
+}
+
+impl Default for DataPlaneConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([0, 0, 0, 0], 0)),
+            relay_url: String::new(),
+            portmapper: false,
+            max_upload_bytes_per_sec: 0,
+            idle_timeout_secs: 5,
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            max_upload_bytes: 8 << 30,
+            segment_cache_bytes: 256 << 20,
+        }
+    }
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        Self {
+            find_timeout_secs: 10,
+            stall_timeout_secs: 5,
+            max_parallel_providers: 4,
+            range_bytes: 4 << 20,
+        }
+    }
+}
+
+impl FetchConfig {
+    pub fn find_timeout(&self) -> Duration {
+        Duration::from_secs(self.find_timeout_secs)
+    }
+
+    pub fn stall_timeout(&self) -> Duration {
+        Duration::from_secs(self.stall_timeout_secs)
+    }
+}
+
+impl NodeConfig {
+    /// Parses TOML; unknown keys and wrong types are errors. Values are not checked here.
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// The configuration as a TOML file, every key written out.
+    pub fn to_toml(&self) -> String {
+        // Every field is a plain value, table or array of tables: serialisation cannot fail.
+        toml::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_file_is_the_default_config() {
+        let parsed = NodeConfig::from_toml(DEFAULT_CONFIG_TOML).expect("default parses");
+        assert_eq!(parsed, NodeConfig::default());
+        assert_eq!(
+            NodeConfig::from_toml("").expect("empty parses"),
+            NodeConfig::default()
+        );
+    }
+
+    #[test]
+    fn written_configs_read_back_equal() {
+        let mut config = NodeConfig::default();
+        config.swarm.bootstrap = vec!["/ip4/127.0.0.1/tcp/4001".parse().expect("multiaddr")];
+        config.chains.push(ChainConfig {
+            chain_id: 31337,
+            rpc_urls: vec!["http://127.0.0.1:8545".into()],
+            registry: Some("0x5FbDB2315678afecb367f032d93F642f64180aa3".into()),
+        });
+        config.testing.corrupt_served_byte_at = Some(7);
+        let text = config.to_toml();
+        assert_eq!(
+            NodeConfig::from_toml(&text).expect("parses"),
+            config,
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = NodeConfig::from_toml("[swarm]\ntypo = 1\n").expect_err("unknown key");
+        assert!(err.to_string().contains("typo"), "{err}");
+    }
+}

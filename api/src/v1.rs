@@ -1,0 +1,252 @@
+//! JSON bodies of the node's HTTP API. Each type names its route.
+//!
+//! Errors are always [`ErrorBody`] with a 4xx/5xx status.
+
+use serde::{Deserialize, Serialize};
+use streamgate_protocol::{ContentHash, Manifest};
+
+/// Every error answer: a stable machine-readable code and a message for a person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub message: String,
+}
+
+/// `GET /health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+}
+
+/// `POST /api/v1/blobs`: the stored blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Added {
+    pub hash: ContentHash,
+    pub size: u64,
+}
+
+/// `GET /api/v1/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub version: String,
+    pub peer_id: String,
+    pub node_id: String,
+    pub blobs: u64,
+    pub bytes_stored: u64,
+    /// Blob bytes sent to other nodes over the data plane.
+    pub bytes_served: u64,
+    /// Segment bytes held in memory for serving.
+    pub segment_cache_bytes: u64,
+    /// HTTP body bytes sent with `sendfile`, without a copy.
+    pub bytes_sent_zero_copy: u64,
+    pub swarm: SwarmStatus,
+    pub data_plane_addrs: Vec<String>,
+    pub fetch: FetchStatus,
+    pub providers: Vec<ProviderStanding>,
+}
+
+/// The swarm part of [`NodeStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwarmStatus {
+    pub peer_id: String,
+    pub connected_peers: usize,
+    pub listen_addrs: Vec<String>,
+    pub dht_mode: String,
+    pub routing_table_peers: usize,
+    pub provided_keys: usize,
+    pub node_records_cached: usize,
+    pub provider_hints: usize,
+    pub rejected_messages: u64,
+    pub accepted_announcements: u64,
+}
+
+/// What the fetcher has done since the node started.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FetchStatus {
+    /// Fetches running now.
+    pub in_flight: usize,
+    pub completed: u64,
+    pub failed: u64,
+    /// Provider lookups answered from the cache (gossip or an earlier lookup) / from the DHT.
+    pub lookups_cached: u64,
+    pub lookups_dht: u64,
+    /// Content ids whose providers are cached.
+    pub provider_cache_entries: usize,
+}
+
+/// One provider's standing, as the status page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderStanding {
+    pub peer_id: String,
+    pub score: i32,
+    pub successes: u64,
+    pub failures: u64,
+    pub corrupt: u64,
+    pub banned: bool,
+    pub banned_until: u64,
+}
+
+/// `POST /api/v1/publish`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PublishRequest {
+    pub upload_id: String,
+    pub title: Option<String>,
+    /// e.g. `1080p,720p`; the node's `transcode.ladder` when absent.
+    pub ladder: Option<String>,
+    /// `erc721:CHAIN_ID:0xCONTRACT[:TOKEN_ID]` or `erc1155:CHAIN_ID:0xCONTRACT:TOKEN_ID[:MIN]`.
+    pub gate: Option<String>,
+    /// Other nodes (by public origin) that may release the key of a gated video.
+    #[serde(default)]
+    pub key_servers: Vec<String>,
+    /// The Ethereum account whose ContentRegistry entry for this video nodes will honour.
+    pub registrant: Option<String>,
+}
+
+/// `202` answer to `POST /api/v1/publish`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishAccepted {
+    pub job_id: String,
+}
+
+/// Where a publishing job is. Stored in the node database in this form too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Failed { error: String },
+    Cancelled,
+    Done { manifest_id: String },
+}
+
+impl JobState {
+    /// Whether the job will change no more.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            Self::Failed { .. } | Self::Cancelled | Self::Done { .. }
+        )
+    }
+}
+
+/// `GET /api/v1/jobs/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    pub id: String,
+    pub title: String,
+    pub ladder: String,
+    pub created_at: u64,
+    pub source_hash: Option<String>,
+    #[serde(flatten)]
+    pub state: JobState,
+    /// Live progress while the job runs.
+    pub progress: Option<JobProgress>,
+}
+
+/// How far a running job has got.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct JobProgress {
+    /// Seconds of media the source holds.
+    pub duration_secs: f64,
+    /// Seconds encoded so far, per track.
+    pub tracks: Vec<TrackProgress>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackProgress {
+    pub id: String,
+    pub seconds: f64,
+}
+
+/// How a blob or manifest came to be stored on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// Added through the API on this node.
+    Added,
+    /// Fetched from other nodes.
+    Fetched,
+    /// Made by a publishing job on this node.
+    Published,
+}
+
+/// One entry of `GET /api/v1/manifests`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestSummary {
+    pub id: ContentHash,
+    pub title: String,
+    pub duration_ms: u64,
+    pub created_at: u64,
+    pub origin: Origin,
+    /// The node holds every blob the manifest names (so it provides the manifest).
+    pub complete: bool,
+}
+
+/// `GET /api/v1/manifests/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestView {
+    pub id: ContentHash,
+    pub manifest: Manifest,
+    /// Hex of the creator's Ed25519 signature.
+    pub signature: String,
+}
+
+/// `202` answer to `POST /api/v1/manifests/{id}/pin`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinAccepted {
+    pub id: ContentHash,
+    /// Blobs the manifest names, which the node now fetches in the background.
+    pub blobs: usize,
+}
+
+/// `GET /api/v1/auth/nonce`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NonceResponse {
+    pub nonce: String,
+    /// What an EIP-4361 message must name as its domain and URI.
+    pub domain: String,
+    pub origin: String,
+    pub chain_ids: Vec<u64>,
+}
+
+/// `POST /api/v1/auth/siwe`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInRequest {
+    pub message: String,
+    /// 0x-prefixed hex.
+    pub signature: String,
+}
+
+/// The answer to a successful sign-in (also set as the `sg_session` cookie).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionResponse {
+    pub token: String,
+    /// EIP-55 checksummed address.
+    pub address: String,
+    pub expires_at: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_state_is_flattened_into_the_job() {
+        let view = JobView {
+            id: "j".into(),
+            title: "t".into(),
+            ladder: "720p".into(),
+            created_at: 1,
+            source_hash: None,
+            state: JobState::Failed {
+                error: "bad file".into(),
+            },
+            progress: None,
+        };
+        let json = serde_json::to_value(&view).expect("serialise");
+        assert_eq!(json["state"], "failed");
+        assert_eq!(json["error"], "bad file");
+        let back: JobView = serde_json::from_value(json).expect("parse back");
+        assert_eq!(back, view);
+    }
+}

@@ -1,0 +1,431 @@
+//! The data plane: an iroh endpoint serving and fetching BLAKE3-verified blobs from the
+//! iroh-blobs filesystem store.
+//!
+//! ```text
+//!   other nodes ──QUIC (iroh, ALPN iroh-blobs)──▶ Router ──▶ BlobProvider ──▶ FsStore
+//!                                                   │  (upload cap, byte counter,
+//!                                                   │   fault injection for tests)
+//!   fetch service ──ConnectionPool (dial by node id)┘
+//!               ▲
+//!               └── AddressBook (MemoryLookup), fed with verified node records
+//! ```
+//!
+//! No public relay or discovery service is contacted: the only addresses the endpoint
+//! knows are those it learns from signed node records found through the swarm, and the one
+//! relay the configuration names, if any.
+
+use std::{
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use iroh::{
+    Endpoint, EndpointAddr, EndpointId, RelayMode, RelayUrl, TransportAddr,
+    address_lookup::memory::MemoryLookup,
+    endpoint::{Connection, QuicTransportConfig, VarInt, presets},
+    protocol::{AcceptError, ProtocolHandler, Router},
+};
+use iroh_blobs::{
+    api::Store,
+    provider::{StreamPair, events::EventSender},
+    store::fs::FsStore,
+    util::connection_pool::{ConnectionPool, ConnectionRef, Options as PoolOptions},
+};
+use streamgate_protocol::{NodeRecord, SignedNodeRecord};
+use tokio::sync::Mutex;
+
+use streamgate_swarm::identity::Identity;
+
+use crate::config::DataPlaneConfig;
+
+/// Counters of what this node served.
+#[derive(Debug, Default)]
+pub struct ServeStats {
+    pub bytes_served: AtomicU64,
+    pub streams_served: AtomicU64,
+}
+
+/// Why the data plane could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataPlaneError {
+    #[error("cannot open the blob store at {path}: {message}")]
+    Store { path: String, message: String },
+    #[error(
+        "cannot bind the data-plane endpoint to {addr} (config key data_plane.bind): {message}"
+    )]
+    Bind { addr: String, message: String },
+}
+
+/// The running data plane.
+#[derive(Debug, Clone)]
+pub struct DataPlane {
+    endpoint: Endpoint,
+    router: Router,
+    store: FsStore,
+    pool: ConnectionPool,
+    address_book: MemoryLookup,
+    relay_url: Option<RelayUrl>,
+    stats: Arc<ServeStats>,
+}
+
+impl DataPlane {
+    /// Opens the store under `blobs_dir` and binds the endpoint.
+    pub async fn start(
+        config: &DataPlaneConfig,
+        identity: &Identity,
+        blobs_dir: &Path,
+        corrupt_served_byte_at: Option<u64>,
+    ) -> Result<Self, DataPlaneError> {
+        remove_import_leftovers(blobs_dir);
+        let store = FsStore::load(blobs_dir)
+            .await
+            .map_err(|e| DataPlaneError::Store {
+                path: blobs_dir.display().to_string(),
+                message: e.to_string(),
+            })?;
+        let bind_err = |message: String| DataPlaneError::Bind {
+            addr: config.bind.to_string(),
+            message,
+        };
+        let idle = Duration::from_secs(config.idle_timeout_secs);
+        // A peer that dies without closing is noticed after the idle timeout; keep-alives at
+        // a third of it stop healthy idle connections from timing out.
+        let transport = QuicTransportConfig::builder()
+            .max_idle_timeout(Some(
+                idle.try_into()
+                    .map_err(|_| bind_err("idle timeout out of range".into()))?,
+            ))
+            .keep_alive_interval(idle / 3)
+            .default_path_max_idle_timeout(idle)
+            .default_path_keep_alive_interval(idle / 3)
+            .build();
+        let relay_url: Option<RelayUrl> = if config.relay_url.is_empty() {
+            None
+        } else {
+            Some(
+                config
+                    .relay_url
+                    .parse()
+                    .map_err(|e| bind_err(format!("data_plane.relay_url: {e}")))?,
+            )
+        };
+        let relay_mode = match &relay_url {
+            Some(url) => RelayMode::custom([url.clone()]),
+            None => RelayMode::Disabled,
+        };
+        let portmapper = if config.portmapper {
+            iroh::endpoint::PortmapperConfig::default()
+        } else {
+            iroh::endpoint::PortmapperConfig::Disabled
+        };
+        let address_book = MemoryLookup::with_provenance("streamgate-node-record");
+        let endpoint = Endpoint::builder(presets::Minimal)
+            .secret_key(iroh_secret_key(identity))
+            .relay_mode(relay_mode)
+            .portmapper_config(portmapper)
+            .address_lookup(address_book.clone())
+            .transport_config(transport)
+            .clear_ip_transports()
+            .bind_addr(config.bind)
+            .map_err(|e| bind_err(e.to_string()))?
+            .bind()
+            .await
+            .map_err(|e| bind_err(e.to_string()))?;
+        let stats = Arc::new(ServeStats::default());
+        let limiter = (config.max_upload_bytes_per_sec > 0)
+            .then(|| Arc::new(RateLimiter::new(config.max_upload_bytes_per_sec)));
+        let provider = BlobProvider {
+            store: Store::clone(&store),
+            limiter,
+            corrupt_at: corrupt_served_byte_at,
+            stats: stats.clone(),
+        };
+        let router = Router::builder(endpoint.clone())
+            .accept(iroh_blobs::ALPN, provider)
+            .spawn();
+        let mut pool_options = PoolOptions::default();
+        pool_options.idle_timeout = Duration::from_secs(30);
+        pool_options.connect_timeout = Duration::from_secs(3);
+        // Bounded: a fetch uses a few providers; a node talks to at most this many at once.
+        pool_options.max_connections = 256;
+        let pool = ConnectionPool::new(endpoint.clone(), iroh_blobs::ALPN, pool_options);
+        Ok(Self {
+            endpoint,
+            router,
+            store,
+            pool,
+            address_book,
+            relay_url,
+            stats,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Blob bytes served to other nodes since start.
+    pub fn bytes_served(&self) -> u64 {
+        self.stats.bytes_served.load(Ordering::Relaxed)
+    }
+
+    pub fn node_id(&self) -> EndpointId {
+        self.endpoint.id()
+    }
+
+    /// This endpoint's current address.
+    pub fn addr(&self) -> EndpointAddr {
+        self.endpoint.addr()
+    }
+
+    /// A record of this node's data-plane addresses, to be signed and published.
+    pub fn node_record(&self, issued_at: u64) -> NodeRecord {
+        let addr = self.addr();
+        let direct_addrs = addr
+            .addrs
+            .iter()
+            .filter_map(|a| match a {
+                TransportAddr::Ip(sock) => Some(*sock),
+                _ => None,
+            })
+            .take(streamgate_protocol::limits::MAX_NODE_ADDRS)
+            .collect();
+        NodeRecord {
+            node_key: *self.node_id().as_bytes(),
+            direct_addrs,
+            relay_url: self.relay_url.as_ref().map(|u| u.to_string()),
+            issued_at,
+        }
+    }
+
+    /// Teaches the endpoint where a node can be reached, from a verified record.
+    pub fn learn(&self, record: &SignedNodeRecord) {
+        let Ok(id) = EndpointId::from_bytes(&record.record.node_key) else {
+            return;
+        };
+        let mut addr = EndpointAddr::new(id);
+        for sock in &record.record.direct_addrs {
+            addr = addr.with_ip_addr(*sock);
+        }
+        if let Some(url) = record
+            .record
+            .relay_url
+            .as_ref()
+            .and_then(|u| u.parse().ok())
+        {
+            addr = addr.with_relay_url(url);
+        }
+        // Replace, not merge: the newest signed record is the truth about a node's addresses.
+        self.address_book.set_endpoint_info(addr);
+    }
+
+    /// A pooled connection to a node whose record was learned.
+    pub async fn connect(&self, node: EndpointId) -> Result<ConnectionRef, String> {
+        self.pool
+            .get_or_connect(node)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Drops a pooled connection, e.g. after the peer misbehaved.
+    pub async fn disconnect(&self, node: EndpointId) {
+        self.pool.close(node).await.ok();
+    }
+
+    /// Stops serving, closes connections and makes the store durable.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.router.shutdown().await {
+            tracing::warn!("data plane router shutdown: {e}");
+        }
+        if let Err(e) = self.store.sync_db().await {
+            tracing::warn!("blob store sync: {e}");
+        }
+        if let Err(e) = self.store.shutdown().await {
+            tracing::warn!("blob store shutdown: {e}");
+        }
+    }
+}
+
+/// The node key as iroh's secret key: the same Ed25519 key as the libp2p identity.
+pub fn iroh_secret_key(identity: &Identity) -> iroh::SecretKey {
+    iroh::SecretKey::from_bytes(&identity.secret_bytes())
+}
+
+/// Crash leftovers of interrupted imports are never cleaned by the store itself (see
+/// `shared/research/iroh-api.md`, Q7). They are only ever partial copies, never referenced
+/// by the database, so removing them before the store opens loses nothing.
+fn remove_import_leftovers(blobs_dir: &Path) {
+    let temp = blobs_dir.join("temp");
+    let Ok(entries) = std::fs::read_dir(&temp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if let Err(e) = std::fs::remove_file(entry.path()) {
+            tracing::warn!(path = %entry.path().display(), "cannot remove import leftover: {e}");
+        }
+    }
+}
+
+/// Serves the iroh-blobs protocol from the store, through [`ServedStream`].
+#[derive(Debug, Clone)]
+struct BlobProvider {
+    store: Store,
+    limiter: Option<Arc<RateLimiter>>,
+    corrupt_at: Option<u64>,
+    stats: Arc<ServeStats>,
+}
+
+impl ProtocolHandler for BlobProvider {
+    async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
+        let connection_id = conn.stable_id() as u64;
+        // QUIC's stream limit bounds how many of these run at once per connection.
+        while let Ok((send, recv)) = conn.accept_bi().await {
+            let writer = ServedStream {
+                inner: send,
+                written: 0,
+                limiter: self.limiter.clone(),
+                corrupt_at: self.corrupt_at,
+                stats: self.stats.clone(),
+            };
+            self.stats.streams_served.fetch_add(1, Ordering::Relaxed);
+            let pair = StreamPair::new(connection_id, recv, writer, EventSender::DEFAULT);
+            tokio::spawn(iroh_blobs::provider::handle_stream(
+                pair,
+                self.store.clone(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The send half of a served stream: counts bytes, applies the upload cap, and (in fault
+/// tests only) corrupts one byte.
+struct ServedStream {
+    inner: iroh::endpoint::SendStream,
+    written: u64,
+    limiter: Option<Arc<RateLimiter>>,
+    corrupt_at: Option<u64>,
+    stats: Arc<ServeStats>,
+}
+
+impl ServedStream {
+    async fn account(&mut self, len: usize) {
+        if let Some(limiter) = &self.limiter {
+            limiter.acquire(len as u64).await;
+        }
+        self.stats
+            .bytes_served
+            .fetch_add(len as u64, Ordering::Relaxed);
+    }
+
+    /// Returns the bytes to send: unchanged, or with the fault-injection bit flipped.
+    fn maybe_corrupt<'a>(&self, buf: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        match self.corrupt_at {
+            Some(at) if (self.written..self.written + buf.len() as u64).contains(&at) => {
+                let mut owned = buf.to_vec();
+                owned[(at - self.written) as usize] ^= 0x01;
+                std::borrow::Cow::Owned(owned)
+            }
+            _ => std::borrow::Cow::Borrowed(buf),
+        }
+    }
+}
+
+impl iroh_blobs::util::SendStream for ServedStream {
+    async fn send_bytes(&mut self, bytes: Bytes) -> std::io::Result<()> {
+        self.account(bytes.len()).await;
+        let out = match self.maybe_corrupt(&bytes) {
+            std::borrow::Cow::Borrowed(_) => bytes.clone(),
+            std::borrow::Cow::Owned(v) => Bytes::from(v),
+        };
+        self.written += bytes.len() as u64;
+        iroh_blobs::util::SendStream::send_bytes(&mut self.inner, out).await
+    }
+
+    async fn send(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.account(buf.len()).await;
+        let result = match self.maybe_corrupt(buf) {
+            // The common case: forward the caller's slice without copying it.
+            std::borrow::Cow::Borrowed(b) => {
+                iroh_blobs::util::SendStream::send(&mut self.inner, b).await
+            }
+            std::borrow::Cow::Owned(v) => {
+                iroh_blobs::util::SendStream::send(&mut self.inner, &v).await
+            }
+        };
+        self.written += buf.len() as u64;
+        result
+    }
+
+    async fn sync(&mut self) -> std::io::Result<()> {
+        iroh_blobs::util::SendStream::sync(&mut self.inner).await
+    }
+
+    fn reset(&mut self, code: VarInt) -> std::io::Result<()> {
+        iroh_blobs::util::SendStream::reset(&mut self.inner, code)
+    }
+
+    async fn stopped(&mut self) -> std::io::Result<Option<VarInt>> {
+        iroh_blobs::util::SendStream::stopped(&mut self.inner).await
+    }
+
+    fn id(&self) -> u64 {
+        iroh_blobs::util::SendStream::id(&self.inner)
+    }
+}
+
+/// A token bucket shared by every stream a node serves: the operator's upload cap.
+#[derive(Debug)]
+struct RateLimiter {
+    bytes_per_sec: u64,
+    /// Tokens available (negative: debt to wait off) and when they were last refilled.
+    state: Mutex<(f64, tokio::time::Instant)>,
+}
+
+impl RateLimiter {
+    fn new(bytes_per_sec: u64) -> Self {
+        Self {
+            bytes_per_sec,
+            state: Mutex::new((0.0, tokio::time::Instant::now())),
+        }
+    }
+
+    /// Takes `n` tokens, waiting while the bucket is in debt. Streams queue on the mutex, so
+    /// they share the cap roughly in turn.
+    async fn acquire(&self, n: u64) {
+        let rate = self.bytes_per_sec as f64;
+        // At most a tenth of a second of burst.
+        let burst = (rate / 10.0).max(16.0 * 1024.0);
+        let mut state = self.state.lock().await;
+        let now = tokio::time::Instant::now();
+        let (tokens, last) = &mut *state;
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(burst);
+        *last = now;
+        *tokens -= n as f64;
+        if *tokens < 0.0 {
+            let wait = Duration::from_secs_f64(-*tokens / rate);
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_iroh_node_id_is_the_libp2p_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let identity = Identity::create(dir.path()).expect("create");
+        assert_eq!(
+            *iroh_secret_key(&identity).public().as_bytes(),
+            identity.public_key()
+        );
+    }
+}

@@ -1,0 +1,6 @@
+//! What owns a socket, a task or a file. Services reach these through their handles.
+
+pub mod data_plane;
+pub mod db;
+
+pub use streamgate_swarm as swarm;

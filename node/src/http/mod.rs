@@ -1,0 +1,204 @@
+//! The HTTP API and gateway: routes, one file per surface, over the services.
+//!
+//! | route | file |
+//! |---|---|
+//! | `GET /health`, `GET /api/v1/status` | [`status`] |
+//! | `POST /api/v1/blobs`, `GET`/`HEAD /blob/{hash}` (with `Range`; fetched from the swarm and streamed as verified bytes arrive when not held here) | [`blobs`] |
+//! | `/api/v1/uploads...` (tus 1.0) | [`uploads`] |
+//! | `POST /api/v1/publish`, `GET /api/v1/jobs[/{id}]`, `POST /api/v1/jobs/{id}/cancel`, `GET /api/v1/manifests[/{id}]`, `POST /api/v1/manifests/{id}/pin` | [`jobs`] |
+//! | `GET /hls/{id}/...`, `GET /dash/{id}/...` | [`gateway`] |
+//! | `/api/v1/auth/...` | [`auth`] |
+//! | `GET /keys/{id}` | [`keys`] |
+//!
+//! Errors are JSON ([`streamgate_api::v1::ErrorBody`]) with a 4xx/5xx status.
+
+pub mod auth;
+pub mod blobs;
+pub mod gateway;
+pub mod jobs;
+pub mod keys;
+pub mod status;
+pub mod uploads;
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    http::{Method, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use streamgate_api::v1::ErrorBody;
+
+use crate::{
+    node::Node,
+    services::{
+        blobs::AddError, fetch::FetchError, library::ManifestLoadError, publish::PublishError,
+    },
+};
+
+/// Requests handled at once; more wait in the accept queue. Bounds memory and open
+/// store readers under load.
+const MAX_CONCURRENT_REQUESTS: usize = 1024;
+
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .merge(status::routes())
+        .merge(blobs::routes())
+        .merge(uploads::routes())
+        .merge(jobs::routes())
+        .merge(gateway::routes())
+        .merge(auth::routes())
+        .merge(keys::routes())
+        .fallback(not_found)
+        .layer(cors())
+        .layer(tower::limit::ConcurrencyLimitLayer::new(
+            MAX_CONCURRENT_REQUESTS,
+        ))
+        .with_state(node)
+}
+
+/// Any origin may read: content is public or protected by keys, never by origin. Clients
+/// need the tus and range headers.
+fn cors() -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{Any, CorsLayer};
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods(Any)
+        .allow_headers(Any)
+        .expose_headers([
+            header::CONTENT_LENGTH,
+            header::CONTENT_RANGE,
+            header::ACCEPT_RANGES,
+            header::ETAG,
+            header::LOCATION,
+            header::HeaderName::from_static("upload-offset"),
+            header::HeaderName::from_static("upload-length"),
+            header::HeaderName::from_static("tus-resumable"),
+            header::HeaderName::from_static("tus-version"),
+            header::HeaderName::from_static("tus-extension"),
+            header::HeaderName::from_static("tus-max-size"),
+        ])
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            message.to_string(),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: self.code.to_string(),
+            message: self.message,
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// A content hash from a path segment.
+pub fn parse_hash(
+    text: &str,
+    code: &'static str,
+) -> Result<streamgate_protocol::ContentHash, ApiError> {
+    text.parse()
+        .map_err(|e| ApiError::bad_request(code, format!("{e}")))
+}
+
+impl From<FetchError> for ApiError {
+    fn from(e: FetchError) -> Self {
+        let (status, code) = match &e {
+            FetchError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            FetchError::ProvidersFailed { .. } => (StatusCode::BAD_GATEWAY, "providers_failed"),
+            FetchError::WrongSize { .. } => (StatusCode::BAD_GATEWAY, "wrong_size"),
+            FetchError::Swarm(_) => (StatusCode::SERVICE_UNAVAILABLE, "swarm_unavailable"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "store_error"),
+        };
+        Self::new(status, code, e.to_string())
+    }
+}
+
+impl From<ManifestLoadError> for ApiError {
+    fn from(e: ManifestLoadError) -> Self {
+        match e {
+            ManifestLoadError::Fetch(fetch) => fetch.into(),
+            ManifestLoadError::Invalid { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_manifest",
+                e.to_string(),
+            ),
+            ManifestLoadError::Store(_) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "store_error",
+                e.to_string(),
+            ),
+        }
+    }
+}
+
+impl From<AddError> for ApiError {
+    fn from(e: AddError) -> Self {
+        match e {
+            AddError::Upload(msg) => Self::bad_request("upload_failed", msg),
+            other => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "store_error",
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+impl From<PublishError> for ApiError {
+    fn from(e: PublishError) -> Self {
+        let (status, code) = match &e {
+            PublishError::NoSuchUpload(_) => (StatusCode::NOT_FOUND, "no_such_upload"),
+            PublishError::UploadIncomplete { .. } => (StatusCode::BAD_REQUEST, "upload_incomplete"),
+            PublishError::BadLadder(_) => (StatusCode::BAD_REQUEST, "bad_ladder"),
+            PublishError::BadTitle => (StatusCode::BAD_REQUEST, "bad_title"),
+            PublishError::BadGate(_) => (StatusCode::BAD_REQUEST, "bad_gate"),
+            PublishError::KeyServer(_) => (StatusCode::BAD_GATEWAY, "key_server"),
+            PublishError::NoSuchJob(_) => (StatusCode::NOT_FOUND, "no_such_job"),
+            PublishError::AlreadyEnded(_) => (StatusCode::CONFLICT, "job_ended"),
+            PublishError::Media(_) => (StatusCode::UNPROCESSABLE_ENTITY, "media_error"),
+            PublishError::Cancelled => (StatusCode::CONFLICT, "cancelled"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "store_error"),
+        };
+        Self::new(status, code, e.to_string())
+    }
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(
+        "no_such_route",
+        format!("no route for {method} {}", uri.path()),
+    )
+}

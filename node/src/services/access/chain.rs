@@ -1,0 +1,300 @@
+//! One configured EVM chain: RPC calls with failover across its URLs, ownership and
+//! registry reads through alloy, and the event follower that keeps the grant cache honest.
+
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
+
+use alloy::{
+    primitives::{Address, B256, Bytes, U256},
+    providers::{DynProvider, Provider, ProviderBuilder},
+    rpc::types::Filter,
+    sol_types::SolEvent,
+};
+use streamgate_contracts::{ContentRegistry, ERC1271_MAGIC, IERC721, IERC1155, IERC1271};
+
+use super::cache::GrantCache;
+use streamgate_swarm::daemon::unix_now;
+
+/// One RPC attempt gives up after this long and the next URL is tried.
+const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often the follower asks for new blocks.
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+/// The cache is trusted only while the follower has succeeded this recently: a follower
+/// that cannot see transfers cannot vouch for cached grants.
+const HEALTHY_FOR_SECS: i64 = 5;
+/// Token contracts watched for transfers; more are checked live, uncached.
+const MAX_WATCHED: usize = 4096;
+/// Blocks asked for at once by the follower, so a long outage does not ask for everything.
+const MAX_BLOCK_SPAN: u64 = 2000;
+
+/// A contract that reverts a balance query (not a token of that standard, say) holds
+/// nothing for anyone; only transport failures are errors.
+fn zero_on_revert(result: Result<U256, alloy::contract::Error>) -> Result<U256, String> {
+    match result {
+        Ok(balance) => Ok(balance),
+        Err(alloy::contract::Error::TransportError(e)) if e.as_error_resp().is_none() => {
+            Err(e.to_string())
+        }
+        Err(_) => Ok(U256::ZERO),
+    }
+}
+
+/// Why a chain call failed: every configured URL failed or timed out.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("chain {chain_id}: no RPC endpoint answered ({last})")]
+pub struct ChainUnavailable {
+    pub chain_id: u64,
+    pub last: String,
+}
+
+/// What the registry says of a manifest, in one creator's entry.
+#[derive(Debug, Clone)]
+pub struct RegistryEntry {
+    pub retired: bool,
+    pub policy: ContentRegistry::Policy,
+}
+
+#[derive(Debug)]
+pub struct Chain {
+    pub chain_id: u64,
+    pub registry: Option<Address>,
+    providers: Vec<(String, DynProvider)>,
+    /// Unix time until which cached grants for this chain may be used.
+    healthy_until: AtomicI64,
+    watched: Mutex<HashSet<Address>>,
+}
+
+impl Chain {
+    pub fn new(chain_id: u64, urls: &[String], registry: Option<Address>) -> Result<Self, String> {
+        let mut providers = Vec::new();
+        for url in urls {
+            let parsed = url
+                .parse()
+                .map_err(|e| format!("chains.rpc_urls: {url:?} is not a URL: {e}"))?;
+            let provider = ProviderBuilder::new().connect_http(parsed).erased();
+            providers.push((url.clone(), provider));
+        }
+        if providers.is_empty() {
+            return Err(format!("chain {chain_id} has no rpc_urls"));
+        }
+        Ok(Self {
+            chain_id,
+            registry,
+            providers,
+            healthy_until: AtomicI64::new(0),
+            watched: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Runs `call` against each RPC URL in turn until one answers.
+    async fn call<T, F, Fut>(&self, call: F) -> Result<T, ChainUnavailable>
+    where
+        F: Fn(DynProvider) -> Fut,
+        Fut: std::future::Future<Output = Result<T, String>>,
+    {
+        let mut last = String::from("no endpoint");
+        for (url, provider) in &self.providers {
+            match tokio::time::timeout(CALL_TIMEOUT, call(provider.clone())).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(e)) => last = format!("{url}: {e}"),
+                Err(_) => last = format!("{url}: timed out"),
+            }
+        }
+        Err(ChainUnavailable {
+            chain_id: self.chain_id,
+            last,
+        })
+    }
+
+    pub fn cache_trusted(&self) -> bool {
+        self.healthy_until.load(Ordering::Relaxed) >= unix_now() as i64
+    }
+
+    pub fn watch(&self, contract: Address) {
+        if let Ok(mut watched) = self.watched.lock()
+            && watched.len() < MAX_WATCHED
+        {
+            watched.insert(contract);
+        }
+    }
+
+    pub async fn erc721_balance(
+        &self,
+        contract: Address,
+        owner: Address,
+    ) -> Result<U256, ChainUnavailable> {
+        self.call(|p| async move {
+            zero_on_revert(IERC721::new(contract, p).balanceOf(owner).call().await)
+        })
+        .await
+    }
+
+    /// The owner of an ERC-721 token; a token that does not exist has no owner.
+    pub async fn erc721_owner(
+        &self,
+        contract: Address,
+        token: U256,
+    ) -> Result<Option<Address>, ChainUnavailable> {
+        self.call(|p| async move {
+            match IERC721::new(contract, p).ownerOf(token).call().await {
+                Ok(owner) => Ok(Some(owner)),
+                // A revert is an answer (no such token); a transport error is not.
+                Err(alloy::contract::Error::TransportError(e)) if e.as_error_resp().is_none() => {
+                    Err(e.to_string())
+                }
+                Err(_) => Ok(None),
+            }
+        })
+        .await
+    }
+
+    pub async fn erc1155_balance(
+        &self,
+        contract: Address,
+        owner: Address,
+        id: U256,
+    ) -> Result<U256, ChainUnavailable> {
+        self.call(|p| async move {
+            zero_on_revert(IERC1155::new(contract, p).balanceOf(owner, id).call().await)
+        })
+        .await
+    }
+
+    /// `creator`'s registry entry for `manifest_id`, when a registry is configured and the
+    /// entry exists.
+    pub async fn registry_entry(
+        &self,
+        manifest_id: B256,
+        creator: Address,
+    ) -> Result<Option<RegistryEntry>, ChainUnavailable> {
+        let Some(registry) = self.registry else {
+            return Ok(None);
+        };
+        self.call(|p| async move {
+            let entry = ContentRegistry::new(registry, p)
+                .get(manifest_id, creator)
+                .call()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(entry.registered.then_some(RegistryEntry {
+                retired: entry.retired,
+                policy: entry.policy,
+            }))
+        })
+        .await
+    }
+
+    /// ERC-1271: whether `account` (a contract) accepts `signature` over `hash`. Accounts
+    /// without code are not contract wallets.
+    pub async fn contract_accepts(
+        &self,
+        account: Address,
+        hash: B256,
+        signature: Bytes,
+    ) -> Result<bool, ChainUnavailable> {
+        self.call(|p| {
+            let signature = signature.clone();
+            async move {
+                let code = p.get_code_at(account).await.map_err(|e| e.to_string())?;
+                if code.is_empty() {
+                    return Ok(false);
+                }
+                match IERC1271::new(account, p)
+                    .isValidSignature(hash, signature)
+                    .call()
+                    .await
+                {
+                    Ok(magic) => Ok(magic.0 == ERC1271_MAGIC),
+                    Err(alloy::contract::Error::TransportError(e))
+                        if e.as_error_resp().is_none() =>
+                    {
+                        Err(e.to_string())
+                    }
+                    Err(_) => Ok(false),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Follows new blocks and drops cached grants touched by token transfers. Runs until the
+    /// task is aborted.
+    pub async fn follow(self: Arc<Self>, cache: Arc<GrantCache>) {
+        let mut last: Option<u64> = None;
+        let mut tick = tokio::time::interval(FOLLOW_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match self.follow_once(&cache, last).await {
+                Ok(latest) => {
+                    last = Some(latest);
+                    self.healthy_until
+                        .store(unix_now() as i64 + HEALTHY_FOR_SECS, Ordering::Relaxed);
+                }
+                Err(e) => tracing::debug!(chain = self.chain_id, "event follower: {e}"),
+            }
+        }
+    }
+
+    async fn follow_once(
+        &self,
+        cache: &GrantCache,
+        last: Option<u64>,
+    ) -> Result<u64, ChainUnavailable> {
+        let latest = self
+            .call(|p| async move { p.get_block_number().await.map_err(|e| e.to_string()) })
+            .await?;
+        let Some(last) = last else {
+            return Ok(latest);
+        };
+        if latest <= last {
+            return Ok(last);
+        }
+        let watched: Vec<Address> = self
+            .watched
+            .lock()
+            .map(|w| w.iter().copied().collect())
+            .unwrap_or_default();
+        if watched.is_empty() {
+            return Ok(latest);
+        }
+        let to = latest.min(last + MAX_BLOCK_SPAN);
+        let filter = Filter::new()
+            .address(watched)
+            .event_signature(vec![
+                IERC721::Transfer::SIGNATURE_HASH,
+                IERC1155::TransferSingle::SIGNATURE_HASH,
+                IERC1155::TransferBatch::SIGNATURE_HASH,
+            ])
+            .from_block(last + 1)
+            .to_block(to);
+        let logs = self
+            .call(|p| {
+                let filter = filter.clone();
+                async move { p.get_logs(&filter).await.map_err(|e| e.to_string()) }
+            })
+            .await?;
+        for log in logs {
+            let topics = log.topics();
+            // Transfer(from, to, id): topics 1 and 2. TransferSingle/Batch(operator, from, to): 2 and 3.
+            let parties: &[B256] = match topics.first() {
+                Some(t) if *t == IERC721::Transfer::SIGNATURE_HASH => {
+                    topics.get(1..3).unwrap_or_default()
+                }
+                Some(_) => topics.get(2..4).unwrap_or_default(),
+                None => &[],
+            };
+            for party in parties {
+                let account = Address::from_word(*party);
+                cache.forget(self.chain_id, log.address(), account);
+            }
+        }
+        Ok(to)
+    }
+}

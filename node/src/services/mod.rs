@@ -1,0 +1,19 @@
+//! What the node does, knowing nothing of HTTP. Each service owns its state; the others
+//! hold an `Arc` of it and call its methods.
+//!
+//! ```text
+//!   publish ──▶ library ──▶ fetch ──▶ blobs ──▶ actors (data plane, db, swarm)
+//!      │           │          └──▶ reputation
+//!      ├──▶ uploads└──▶ presence (this node's signed record, for announcements)
+//!      └──▶ access (sign-in, ownership, content keys)          hot (served segments)
+//! ```
+
+pub mod access;
+pub mod blobs;
+pub mod fetch;
+pub mod hot;
+pub mod library;
+pub mod presence;
+pub mod publish;
+pub mod reputation;
+pub mod uploads;

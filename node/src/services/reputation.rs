@@ -1,0 +1,85 @@
+//! The standing of every provider this node has fetched from: the bounded
+//! [`ProviderBook`] in memory, each change persisted so bans survive restarts.
+
+use std::sync::{Arc, Mutex};
+
+use streamgate_api::v1::ProviderStanding;
+use streamgate_protocol::reputation::{Failure, ProviderBook, ProviderKey, Standing};
+use streamgate_swarm::{daemon::unix_now, identity::peer_id_of};
+
+use crate::actors::db::{DbError, NodeDb};
+
+/// Providers whose standing is remembered (in memory and in the database).
+const PROVIDER_BOOK_CAPACITY: usize = 4096;
+
+#[derive(Debug)]
+pub struct Reputation {
+    book: Mutex<ProviderBook>,
+    db: Arc<NodeDb>,
+}
+
+impl Reputation {
+    /// The book as the database last saw it.
+    pub fn load(db: Arc<NodeDb>) -> Result<Self, DbError> {
+        let mut book = ProviderBook::new(PROVIDER_BOOK_CAPACITY);
+        for (key, standing) in db.providers()? {
+            book.restore(key, standing);
+        }
+        Ok(Self {
+            book: Mutex::new(book),
+            db,
+        })
+    }
+
+    /// `candidates` best first, banned ones left out.
+    pub fn rank(&self, candidates: impl IntoIterator<Item = ProviderKey>) -> Vec<ProviderKey> {
+        match self.book.lock() {
+            Ok(book) => book.rank(candidates, unix_now()),
+            Err(_) => candidates.into_iter().collect(),
+        }
+    }
+
+    pub fn penalise(&self, key: ProviderKey, failure: Failure, detail: &str) {
+        tracing::info!(provider = %hex::encode(&key[..5]), ?failure, "provider penalised: {detail}");
+        self.update(key, |book, now| {
+            book.record_failure(key, failure, now).clone()
+        });
+    }
+
+    pub fn reward(&self, key: ProviderKey) {
+        self.update(key, |book, now| book.record_success(key, now).clone());
+    }
+
+    fn update(&self, key: ProviderKey, change: impl FnOnce(&mut ProviderBook, u64) -> Standing) {
+        let standing = match self.book.lock() {
+            Ok(mut book) => change(&mut book, unix_now()),
+            Err(_) => return,
+        };
+        // Standings change rarely (once per provider per fetch); persisting each change
+        // keeps bans across restarts.
+        if let Err(e) = self.db.put_provider(&key, &standing) {
+            tracing::warn!("cannot persist provider standing: {e}");
+        }
+    }
+
+    /// Every standing, for the status page.
+    pub fn standings(&self) -> Vec<ProviderStanding> {
+        let now = unix_now();
+        let Ok(book) = self.book.lock() else {
+            return Vec::new();
+        };
+        book.iter()
+            .map(|(key, s)| ProviderStanding {
+                peer_id: peer_id_of(key)
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| hex::encode(key)),
+                score: s.score,
+                successes: s.successes,
+                failures: s.failures,
+                corrupt: s.corrupt,
+                banned: s.banned_until > now,
+                banned_until: s.banned_until,
+            })
+            .collect()
+    }
+}
