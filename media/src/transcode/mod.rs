@@ -741,11 +741,14 @@ pub fn transcode_file(
     let info = probe::info_of(&input)?;
     let mut transcoder = Transcoder::new(&input, &info, config, progress)?;
     let tracks = transcoder.tracks().to_vec();
-    let mut packet = Packet::empty();
     loop {
         if cancel.load(Ordering::Relaxed) {
             return Err(MediaError::Cancelled);
         }
+        // A fresh packet every time: FFmpeg 5.1's `av_read_frame` overwrites the packet it
+        // is given without releasing its buffer, so reusing one leaks every packet read
+        // (memory grew by the size of the input).
+        let mut packet = Packet::empty();
         match packet.read(&mut input) {
             Ok(()) => transcoder.send_packet(&packet)?,
             Err(ffmpeg::Error::Eof) => break,

@@ -4,29 +4,61 @@
 //! and options, segmenting to fMP4 HLS on disk). Prints both wall times and the ratio.
 //!
 //! Both write every segment to disk, so both pay for the bytes they produce.
+//!
+//! Then memory: a `streamgate-node` publishes a 60 s and a 300 s 1080p source through the
+//! CLI (upload, transcode, store), and the same ffmpeg command runs on both sources; the
+//! anonymous memory (`RssAnon`) of each process is sampled every 50 ms. Printed: the
+//! node's peak per length and after each job, against its idle figure, and ffmpeg's peak
+//! per length.
 
 use std::{
     path::Path,
     process::Command,
-    sync::{Arc, atomic::AtomicBool},
-    time::Instant,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, bail};
 use streamgate_media::{TranscodeConfig, ladder::DEFAULT_LADDER, transcode_file};
-use streamgate_tests::media::{ffmpeg, served_file};
+use streamgate_tests::{
+    init_node_dir,
+    media::{ffmpeg, make_clip, served_file},
+    publish, start_node, test_config,
+};
 
 const SECONDS: u32 = 60;
+const LONG_SECONDS: u32 = 300;
 const RUNS: usize = 2;
 
 fn main() -> anyhow::Result<()> {
     let root = tempfile::tempdir()?;
     let source = root.path().join("source.mp4");
+    make_source(&source, SECONDS)?;
+    let (o, t) = speed(root.path(), &source)?;
+    let long = root.path().join("long.mp4");
+    make_source(&long, LONG_SECONDS)?;
+    let memory = memory(root.path(), &source, &long)?;
+
+    println!();
+    println!("{SECONDS} s 1080p30, 4-rung ladder + AAC + Opus (best of {RUNS}):");
     println!(
-        "bench-transcode: making a {SECONDS} s 1920x1080 30 fps source with a tone (not timed)"
+        "  streamgate pipeline {o:7.2} s   ffmpeg command {t:7.2} s   ratio {:.2} (below 1 is faster)",
+        o / t
     );
-    let video = format!("testsrc2=size=1920x1080:rate=30:duration={SECONDS}");
-    let tone = format!("sine=frequency=440:sample_rate=48000:duration={SECONDS}");
+    memory.print();
+    Ok(())
+}
+
+/// A 1920x1080 30 fps source of `seconds` with a tone (not timed).
+fn make_source(path: &Path, seconds: u32) -> anyhow::Result<()> {
+    println!(
+        "bench-transcode: making a {seconds} s 1920x1080 30 fps source with a tone (not timed)"
+    );
+    let video = format!("testsrc2=size=1920x1080:rate=30:duration={seconds}");
+    let tone = format!("sine=frequency=440:sample_rate=48000:duration={seconds}");
     ffmpeg(&[
         "-f",
         "lavfi",
@@ -48,20 +80,23 @@ fn main() -> anyhow::Result<()> {
         "aac",
         "-b:a",
         "192k",
-        source.to_str().context("utf-8")?,
-    ])?;
+        path.to_str().context("utf-8")?,
+    ])
+}
 
+/// Wall time of the in-process pipeline and of the ffmpeg command, best of [`RUNS`].
+fn speed(root: &Path, source: &Path) -> anyhow::Result<(f64, f64)> {
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     // Interleaved, so both see the same machine state.
     for run in 0..RUNS {
-        let dir = root.path().join(format!("ours{run}"));
+        let dir = root.join(format!("ours{run}"));
         let started = Instant::now();
-        streamgate(&source, &dir)?;
+        streamgate(source, &dir)?;
         ours.push(started.elapsed().as_secs_f64());
-        let dir = root.path().join(format!("ffmpeg{run}"));
+        let dir = root.join(format!("ffmpeg{run}"));
         let started = Instant::now();
-        ffmpeg_ladder(&source, &dir)?;
+        ffmpeg_ladder(source, &dir)?.wait_ok()?;
         theirs.push(started.elapsed().as_secs_f64());
         println!(
             "run {run}: streamgate {:.2} s, ffmpeg {:.2} s",
@@ -69,14 +104,150 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
-    let (o, t) = (best(&ours), best(&theirs));
-    println!();
-    println!("{SECONDS} s 1080p30, 4-rung ladder + AAC + Opus (best of {RUNS}):");
-    println!(
-        "  streamgate pipeline {o:7.2} s   ffmpeg command {t:7.2} s   ratio {:.2} (below 1 is faster)",
-        o / t
-    );
-    Ok(())
+    Ok((best(&ours), best(&theirs)))
+}
+
+/// Peak anonymous memory of a process, sampled every 50 ms in the background.
+struct Sampler {
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// `RssAnon` of process `pid` in KiB, if it is alive.
+fn rss_anon_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+impl Sampler {
+    fn start(pid: u32) -> Self {
+        let (peak, stop) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (p, s) = (peak.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                if let Some(kib) = rss_anon_kib(pid) {
+                    p.fetch_max(kib, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        Self {
+            peak,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The peak since start, in MB.
+    fn finish(mut self) -> f64 {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.peak.load(Ordering::Relaxed) as f64 / 1024.0
+    }
+}
+
+/// Anonymous memory of the node now, in MB, once it has settled (two equal readings).
+fn settled_mb(pid: u32) -> f64 {
+    let mut last = 0;
+    for _ in 0..50 {
+        let now = rss_anon_kib(pid).unwrap_or(0);
+        if now == last {
+            break;
+        }
+        last = now;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    last as f64 / 1024.0
+}
+
+struct Memory {
+    cold_idle: f64,
+    warm_idle: f64,
+    /// (seconds, node peak, node after, ffmpeg peak), MB.
+    rows: Vec<(u32, f64, f64, f64)>,
+}
+
+impl Memory {
+    fn print(&self) {
+        println!();
+        println!("memory (RssAnon, MB) publishing 1080p30 with the default ladder:");
+        println!(
+            "  node idle: {:.1} at start, {:.1} after a first 2 s publish (FFmpeg and store caches warm)",
+            self.cold_idle, self.warm_idle
+        );
+        for (secs, peak, after, ffmpeg) in &self.rows {
+            println!(
+                "  {secs:>3} s source: node peak {peak:7.1}, after the job {after:6.1} ({:+.0}% of warm idle); ffmpeg command peak {ffmpeg:7.1}; node/ffmpeg {:.2}",
+                (after / self.warm_idle - 1.0) * 100.0,
+                peak / ffmpeg
+            );
+        }
+        if let [(_, short, _, _), (_, long, _, _)] = self.rows.as_slice() {
+            println!(
+                "  node peak {LONG_SECONDS} s / {SECONDS} s: {:.3} (target: within 10%)",
+                long / short
+            );
+        }
+    }
+}
+
+/// The node's and ffmpeg's memory while publishing `short` and `long`.
+fn memory(root: &Path, short: &Path, long: &Path) -> anyhow::Result<Memory> {
+    let dir = root.join("node");
+    init_node_dir(&dir, &test_config())?;
+    let node = start_node(&dir, &[])?;
+    let pid = node.info.pid;
+    let api = node.info.api_url.clone();
+    let state = root.join("cli-state");
+    let cold_idle = settled_mb(pid);
+    let warmup = root.join("warmup.mp4");
+    make_clip(&warmup, 2, "1920x1080", 30, true)?;
+    publish(&api, &warmup, &[], &state).map_err(|e| anyhow::anyhow!("warm-up publish: {e}"))?;
+    let warm_idle = settled_mb(pid);
+    let mut rows = Vec::new();
+    for (secs, source) in [(SECONDS, short), (LONG_SECONDS, long)] {
+        println!("memory: publishing the {secs} s source on a node");
+        let sampler = Sampler::start(pid);
+        publish(&api, source, &[], &state).map_err(|e| anyhow::anyhow!("publish: {e}"))?;
+        let peak = sampler.finish();
+        let after = settled_mb(pid);
+        println!("memory: the same ffmpeg command on the {secs} s source");
+        let out = root.join(format!("ffmpeg-mem-{secs}"));
+        let mut child = ffmpeg_ladder(source, &out)?;
+        let sampler = Sampler::start(child.id());
+        child.wait_ok()?;
+        rows.push((secs, peak, after, sampler.finish()));
+    }
+    Ok(Memory {
+        cold_idle,
+        warm_idle,
+        rows,
+    })
+}
+
+/// A running ffmpeg command.
+struct Ffmpeg(std::process::Child);
+
+impl Ffmpeg {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn wait_ok(&mut self) -> anyhow::Result<()> {
+        if !self.0.wait()?.success() {
+            bail!("the ffmpeg ladder failed");
+        }
+        Ok(())
+    }
 }
 
 fn streamgate(source: &Path, dir: &Path) -> anyhow::Result<()> {
@@ -111,7 +282,7 @@ fn streamgate(source: &Path, dir: &Path) -> anyhow::Result<()> {
 /// The same ladder as one ffmpeg command: decode once, split to four scalers and x264
 /// encoders with forced 2 s closed GOPs and no B-frames, audio to AAC and Opus, each
 /// rendition to its own fMP4 HLS playlist with 2 s segments.
-fn ffmpeg_ladder(source: &Path, dir: &Path) -> anyhow::Result<()> {
+fn ffmpeg_ladder(source: &Path, dir: &Path) -> anyhow::Result<Ffmpeg> {
     std::fs::create_dir_all(dir)?;
     let mut filter = String::from("[0:v]split=4");
     for i in 0..4 {
@@ -184,14 +355,11 @@ fn ffmpeg_ladder(source: &Path, dir: &Path) -> anyhow::Result<()> {
         );
         hls_args(&mut args, &out);
     }
-    let status = Command::new("ffmpeg")
+    Command::new("ffmpeg")
         .args(&args)
-        .status()
-        .context("run ffmpeg")?;
-    if !status.success() {
-        bail!("the ffmpeg ladder failed");
-    }
-    Ok(())
+        .spawn()
+        .map(Ffmpeg)
+        .context("run ffmpeg")
 }
 
 fn hls_args(args: &mut Vec<String>, out: &Path) {
