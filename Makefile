@@ -6,9 +6,9 @@ export PATH := $(CURDIR)/.tools/bin:$(PATH)
 .PHONY: help setup build release test check fmt clippy demo contracts bench-transfer bench-transcode bench-gateway bench-access clean
 
 help:
-	@echo "make demo            start the local network with a demo video (not built yet: says so)"
-	@echo "make test            install what is needed, build, and run every test"
-	@echo "make check           rustfmt + clippy -D warnings + every test (what CI should pass)"
+	@echo "make demo            start the local network with a demo video and print the links that play"
+	@echo "make test            install what is needed; rustfmt check, clippy -D warnings, build, every test (what CI runs)"
+	@echo "make check           the same as make test"
 	@echo "make build           debug build of every binary"
 	@echo "make bench-transfer  node-to-node blob transfer vs. bare iroh-blobs (release build)"
 	@echo "make bench-transcode the default ladder of 60 s 1080p vs. the same ffmpeg command"
@@ -26,8 +26,9 @@ build: setup
 release: setup
 	$(CARGO) build --workspace --bins --release
 
-# The end-to-end tests start the binaries as real processes, so they are built first.
-test: build
+# Formatting and lints first (they fail fast), then the end-to-end tests, which start the
+# binaries as real processes, so those are built first.
+test: fmt clippy build
 	./scripts/contracts.sh test
 	$(CARGO) test --workspace --no-fail-fast
 
@@ -40,7 +41,7 @@ fmt:
 clippy: setup
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-check: fmt clippy test
+check: test
 
 demo: release
 	./target/release/streamgate-testnet up

@@ -11,7 +11,7 @@
 //!
 //! The caller pushes packets into a [`Transcoder`] and pulls [`Output`]s out; each rung and
 //! the audio run on threads of their own (one per rung measured 0.91-0.94x the `ffmpeg`
-//! command line's time on two cores; see `shared/research/ffmpeg-api.md`).
+//! command line's time on two cores; `make bench-transcode` prints the current figure).
 
 pub mod assemble;
 mod cmaf;

@@ -13,8 +13,10 @@
 //!   and, unless a signed manifest already states the size, proves the blob's size (a
 //!   verified request for the last chunk) before it is asked for bytes.
 //! - The missing bytes are cut into ranges of `range_bytes` on a fixed grid, the range a
-//!   reader wants first at the head of the queue. Each provider keeps up to [`PIPELINE`]
-//!   requests in flight, so round trips between ranges cost nothing.
+//!   reader wants first at the head of the queue. A provider takes its share of the queue
+//!   (the queue divided by the providers in play), contiguous ranges as one request, and
+//!   keeps up to [`PIPELINE`] requests in flight: one provider alone downloads in one
+//!   request, several split the blob between them.
 //! - A request that sends nothing for `stall_timeout` is cancelled; a provider whose
 //!   request fails (unreachable, stalled, bytes that fail verification) is judged, used no
 //!   more for this blob, and the unverified rest of its ranges goes back to the front of
@@ -720,11 +722,30 @@ impl FetchPlan {
             .filter(|(_, slot)| *slot == Slot::Ready)
             .map(|(key, _)| *key)
             .collect();
+        // Providers that will want work: each takes its share of the queue, as one request
+        // where the ranges are contiguous (a request costs a round trip and a store import;
+        // one provider alone gets everything in one request, like a plain download).
+        let in_play = self
+            .providers
+            .iter()
+            .filter(|(_, slot)| matches!(slot, Slot::Probing(_) | Slot::Ready))
+            .count()
+            .max(1);
         for provider in ready {
             while self.in_flight(&provider) < PIPELINE {
-                let Some(range) = self.queue.pop_front() else {
+                let share = self.queue.len().div_ceil(in_play);
+                let Some(mut range) = self.queue.pop_front() else {
                     break;
                 };
+                for _ in 1..share {
+                    match self.queue.front() {
+                        Some(next) if next.start == range.end => {
+                            range.end = next.end;
+                            self.queue.pop_front();
+                        }
+                        _ => break,
+                    }
+                }
                 self.issue(provider, range, size, now);
             }
             if self.queue.is_empty() && self.in_flight(&provider) == 0 {

@@ -148,6 +148,21 @@ impl Actor {
         match command {
             Command::Provide(hash) => {
                 if self.provided.insert(hash) {
+                    // Findable through this node at once: a lookup that reaches us gets the
+                    // entry even while the walk that replicates it waits its turn (walks
+                    // that meet dead peers take seconds).
+                    let me = *self.swarm.local_peer_id();
+                    let record =
+                        kad::ProviderRecord::new(records::blob_provider_key(&hash), me, Vec::new());
+                    if let Err(e) = self
+                        .swarm
+                        .behaviour_mut()
+                        .kad
+                        .store_mut()
+                        .add_provider(record)
+                    {
+                        tracing::debug!("provider store full: {e}");
+                    }
                     self.provide_queue.push_back(hash);
                     self.pump_provides();
                 }
@@ -411,6 +426,22 @@ impl Actor {
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(?peer_id, "dial failed: {error}");
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                cause,
+                ..
+            } if !matches!(
+                cause,
+                Some(libp2p::swarm::ConnectionError::KeepAliveTimeout)
+            ) =>
+            {
+                // The peer went away (closed, reset, or stopped answering pings), not merely
+                // idle: forget it, so that nobody is sent to it by our DHT answers. Every
+                // lookup that meets a dead peer waits out a dial timeout.
+                tracing::debug!(%peer_id, ?cause, "peer gone; out of the routing table");
+                self.swarm.behaviour_mut().kad.remove_peer(&peer_id);
             }
             SwarmEvent::ExternalAddrConfirmed { address } => {
                 tracing::info!(%address, "external address confirmed");

@@ -257,9 +257,10 @@ pub fn iroh_secret_key(identity: &Identity) -> iroh::SecretKey {
     iroh::SecretKey::from_bytes(&identity.secret_bytes())
 }
 
-/// Crash leftovers of interrupted imports are never cleaned by the store itself (see
-/// `shared/research/iroh-api.md`, Q7). They are only ever partial copies, never referenced
-/// by the database, so removing them before the store opens loses nothing.
+/// Crash leftovers of interrupted imports (`blobs/temp/`) are never cleaned by iroh-blobs'
+/// store itself, neither on reopen nor by garbage collection. They are only ever partial
+/// copies, never referenced by the database, so removing them before the store opens
+/// loses nothing.
 fn remove_import_leftovers(blobs_dir: &Path) {
     let temp = blobs_dir.join("temp");
     let Ok(entries) = std::fs::read_dir(&temp) else {

@@ -36,8 +36,8 @@ use crate::{
     },
 };
 
-/// Requests handled at once; more wait in the accept queue. Bounds memory and open
-/// store readers under load.
+/// Requests handled at once across every route; more wait. Bounds memory and open store
+/// readers under load.
 const MAX_CONCURRENT_REQUESTS: usize = 1024;
 
 pub fn router(node: Arc<Node>) -> Router {
@@ -51,7 +51,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .merge(keys::routes())
         .fallback(not_found)
         .layer(cors())
-        .layer(tower::limit::ConcurrencyLimitLayer::new(
+        // Global: a plain ConcurrencyLimitLayer on a router gives every route its own limit.
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             MAX_CONCURRENT_REQUESTS,
         ))
         .with_state(node)

@@ -18,7 +18,7 @@ use streamgate_tests::{
     chain::TestChain,
     http_client, init_node_dir,
     media::{decode_errors, make_clip, video_frames},
-    publish, start_node, test_config,
+    publish, start_node, test_config, wait_until,
 };
 
 /// A node that checks ownership on `chains` (chain id, RPC URL, registry).
@@ -477,10 +477,26 @@ fn the_registry_entry_of_the_registrant_overrides_the_manifest_and_a_dead_rpc_fa
         "the chain's policy wins: {body}"
     );
 
-    // The RPC goes away: 503, never a key, once the cached grant can no longer be trusted.
+    // The RPC goes away: 503, never a key, once the cached grant can no longer be trusted
+    // (the chain's event follower notices within seconds).
     drop(chain);
-    std::thread::sleep(Duration::from_secs(6));
-    let (code, body) = key_status(&node, &id, Some(&holder_token));
+    let mut last = (0, Value::Null);
+    let mut released = false;
+    let unavailable = wait_until(Duration::from_secs(30), || {
+        last = key_status(&node, &id, Some(&holder_token));
+        released |= last.0 == 200;
+        last.0 == 503
+    });
+    assert!(
+        !released,
+        "a key was released while the chain was going away"
+    );
+    assert!(
+        unavailable,
+        "still answering {} with the chain gone",
+        last.0
+    );
+    let (code, body) = last;
     assert_eq!(
         (code, body["error"].as_str()),
         (503, Some("chain_unavailable")),

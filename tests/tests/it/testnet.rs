@@ -284,3 +284,73 @@ fn up_fails_clearly_on_a_taken_port_an_incompatible_folder_and_a_missing_tool() 
     fails_with(out, "anvil is missing: run `make setup`");
     drop(taken);
 }
+
+/// Every process whose command line names `path`.
+fn processes_naming(path: &Path) -> Vec<(u32, String)> {
+    let needle = path.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let raw = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+            cmdline.contains(&needle).then_some((pid, cmdline))
+        })
+        .collect()
+}
+
+#[test]
+fn ctrl_c_mid_publish_stops_every_process_up_started() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let data = root.path().join("net");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let log_path = data.with_extension("up.log");
+    let log = std::fs::File::create(&log_path).expect("log");
+    let mut up = Command::new(bin("streamgate-testnet"))
+        .args(["up", "--nodes", "1", "--anvil-port", "38545"])
+        .args(["--bootstrap-port", "34001", "--api-port", "37701"])
+        .arg("--data")
+        .arg(&data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone().expect("log")))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .map(Up)
+        .expect("start up");
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let publishing = wait_until(Duration::from_secs(300), || {
+        log().contains("publishing the demo video")
+    });
+    assert!(publishing, "up never started publishing:\n{}", log());
+    assert!(
+        !processes_naming(&data).is_empty(),
+        "nothing runs for this network"
+    );
+
+    // SAFETY: plain kill(2) on our own child.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(up.0.id() as i32, libc::SIGINT);
+    }
+    let exited = wait_until(Duration::from_secs(60), || {
+        up.0.try_wait().ok().flatten().is_some()
+    });
+    assert!(exited, "up did not stop on Ctrl-C:\n{}", log());
+    let status = up.0.wait().expect("status");
+    assert!(
+        !status.success(),
+        "an interrupted start-up reported success"
+    );
+    assert!(log().contains("interrupted during start-up"), "{}", log());
+    let left = processes_naming(&data);
+    assert!(left.is_empty(), "processes outlived up: {left:?}");
+    for port in [38545, 34001, 37701] {
+        assert!(
+            TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "port {port} still listens"
+        );
+    }
+}

@@ -204,7 +204,17 @@ impl Fetcher {
         let shared = self.shared.clone();
         let live = blob.clone();
         tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
             let result = driver::fetch(&shared, request, &live).await;
+            match &result {
+                Ok(size) => tracing::debug!(
+                    hash = %request.hash.short(),
+                    size,
+                    ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "fetched"
+                ),
+                Err(e) => tracing::debug!(hash = %request.hash.short(), "fetch failed: {e}"),
+            }
             let counter = match &result {
                 Ok(_) => &shared.counters.completed,
                 Err(_) => &shared.counters.failed,

@@ -182,13 +182,12 @@ impl Publisher {
 
     /// Checks the request and queues a job for it; returns the job id.
     pub async fn submit(self: &Arc<Self>, request: PublishRequest) -> Result<String, PublishError> {
-        let (path, upload) = self
+        let (_, upload) = self
             .parts
             .uploads
             .complete(&request.upload_id)
             .await
             .map_err(|e| upload_error(&request.upload_id, e))?;
-        let _ = path;
         let validated = validate(
             &request,
             &self.parts.settings,
