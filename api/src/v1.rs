@@ -55,6 +55,7 @@ pub struct SwarmStatus {
     pub routing_table_peers: usize,
     pub provided_keys: usize,
     pub node_records_cached: usize,
+    /// Content ids whose providers are cached (from DHT answers and announcements).
     pub provider_hints: usize,
     pub rejected_messages: u64,
     pub accepted_announcements: u64,
@@ -70,8 +71,6 @@ pub struct FetchStatus {
     /// Provider lookups answered from the cache (gossip or an earlier lookup) / from the DHT.
     pub lookups_cached: u64,
     pub lookups_dht: u64,
-    /// Content ids whose providers are cached.
-    pub provider_cache_entries: usize,
 }
 
 /// One provider's standing, as the status page shows it.

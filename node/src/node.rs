@@ -222,7 +222,7 @@ impl Node {
                 .iter()
                 .map(|a| a.to_string())
                 .collect(),
-            fetch: self.fetcher.status().await,
+            fetch: self.fetcher.status(),
             providers: self.reputation.standings(),
         })
     }

@@ -455,13 +455,25 @@ impl FetchPlan {
         }
     }
 
+    /// Providers connecting or connected.
+    fn in_play(&self) -> usize {
+        self.providers
+            .iter()
+            .filter(|(_, slot)| matches!(slot, Slot::Probing(_) | Slot::Ready))
+            .count()
+    }
+
+    fn ready_providers(&self) -> Vec<ProviderKey> {
+        self.providers
+            .iter()
+            .filter(|(_, slot)| *slot == Slot::Ready)
+            .map(|(key, _)| *key)
+            .collect()
+    }
+
     /// A provider is connected, probing, or has work: the plan is waiting on it.
     fn is_active(&self) -> bool {
-        !self.requests.is_empty()
-            || self
-                .providers
-                .iter()
-                .any(|(_, slot)| matches!(slot, Slot::Probing(_) | Slot::Ready))
+        !self.requests.is_empty() || self.in_play() > 0
     }
 
     fn in_flight(&self, key: &ProviderKey) -> usize {
@@ -601,13 +613,7 @@ impl FetchPlan {
             self.requests.remove(&id);
             self.actions.push_back(Action::Cancel { request: id });
         }
-        let ready: Vec<ProviderKey> = self
-            .providers
-            .iter()
-            .filter(|(_, slot)| *slot == Slot::Ready)
-            .map(|(key, _)| *key)
-            .collect();
-        for provider in ready {
+        for provider in self.ready_providers() {
             self.set_slot(provider, Slot::Spare);
         }
     }
@@ -694,8 +700,7 @@ impl FetchPlan {
     }
 
     fn start_probes(&mut self, now: Instant) {
-        let busy = |slot: &Slot| matches!(slot, Slot::Probing(_) | Slot::Ready);
-        let mut active = self.providers.iter().filter(|(_, s)| busy(s)).count();
+        let mut active = self.in_play();
         let prove_size = self.size.is_none();
         for i in 0..self.providers.len() {
             if active >= self.config.max_providers {
@@ -716,22 +721,11 @@ impl FetchPlan {
 
     fn assign_work(&mut self, now: Instant) {
         let Some(size) = self.size else { return };
-        let ready: Vec<ProviderKey> = self
-            .providers
-            .iter()
-            .filter(|(_, slot)| *slot == Slot::Ready)
-            .map(|(key, _)| *key)
-            .collect();
         // Providers that will want work: each takes its share of the queue, as one request
         // where the ranges are contiguous (a request costs a round trip and a store import;
         // one provider alone gets everything in one request, like a plain download).
-        let in_play = self
-            .providers
-            .iter()
-            .filter(|(_, slot)| matches!(slot, Slot::Probing(_) | Slot::Ready))
-            .count()
-            .max(1);
-        for provider in ready {
+        let in_play = self.in_play().max(1);
+        for provider in self.ready_providers() {
             while self.in_flight(&provider) < PIPELINE {
                 let share = self.queue.len().div_ceil(in_play);
                 let Some(mut range) = self.queue.pop_front() else {

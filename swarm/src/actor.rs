@@ -152,17 +152,11 @@ impl Actor {
                     // entry even while the walk that replicates it waits its turn (walks
                     // that meet dead peers take seconds).
                     let me = *self.swarm.local_peer_id();
-                    let record =
-                        kad::ProviderRecord::new(records::blob_provider_key(&hash), me, Vec::new());
-                    if let Err(e) = self
-                        .swarm
-                        .behaviour_mut()
-                        .kad
-                        .store_mut()
-                        .add_provider(record)
-                    {
-                        tracing::debug!("provider store full: {e}");
-                    }
+                    self.store_provider(kad::ProviderRecord::new(
+                        records::blob_provider_key(&hash),
+                        me,
+                        Vec::new(),
+                    ));
                     self.provide_queue.push_back(hash);
                     self.pump_provides();
                 }
@@ -211,6 +205,18 @@ impl Actor {
             provider_hints: self.providers.len(),
             rejected_messages: self.rejected,
             accepted_announcements: self.accepted_announcements,
+        }
+    }
+
+    fn store_provider(&mut self, record: kad::ProviderRecord) {
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .store_mut()
+            .add_provider(record)
+        {
+            tracing::debug!("provider store full: {e}");
         }
     }
 
@@ -587,15 +593,7 @@ impl Actor {
                 record: Some(record),
             } => {
                 if records::hash_of_provider_key(&record.key).is_some() {
-                    if let Err(e) = self
-                        .swarm
-                        .behaviour_mut()
-                        .kad
-                        .store_mut()
-                        .add_provider(record)
-                    {
-                        tracing::debug!("provider store full: {e}");
-                    }
+                    self.store_provider(record);
                 } else {
                     self.rejected += 1;
                     tracing::debug!(provider = %record.provider, "refused provider entry outside /sg/blob/");

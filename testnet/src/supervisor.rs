@@ -16,7 +16,6 @@ use std::{
 };
 
 use anyhow::{Context, anyhow, bail};
-use serde::de::DeserializeOwned;
 use streamgate_api::ready::ReadyInfo;
 use tokio::process::{Child, Command};
 
@@ -182,11 +181,7 @@ impl Children {
     }
 
     /// Waits until `process` wrote its ready file in `dir`.
-    pub async fn ready<I: ReadyInfo + DeserializeOwned>(
-        &mut self,
-        dir: &Path,
-        process: &str,
-    ) -> anyhow::Result<I> {
+    pub async fn ready<I: ReadyInfo>(&mut self, dir: &Path, process: &str) -> anyhow::Result<I> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(info) = I::read(dir) {

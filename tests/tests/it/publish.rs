@@ -30,6 +30,40 @@ fn get_bytes(url: &str) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
     })
 }
 
+/// `streamgate --json publish FILE` in the background, resume state in `state`.
+fn spawn_publish(
+    api: &str,
+    clip: &std::path::Path,
+    state: &std::path::Path,
+) -> std::process::Child {
+    Command::new(bin("streamgate"))
+        .env("STREAMGATE_STATE_DIR", state)
+        .args(["--node", api, "--json", "publish"])
+        .arg(clip)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn publish")
+}
+
+/// `GET /api/v1/jobs`, or null while the node does not answer.
+fn jobs(api: &str) -> Value {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        match http_client().get(format!("{api}/api/v1/jobs")).send().await {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
+    })
+}
+
+/// Seconds of video the first job has encoded so far (its first track).
+fn encoded_secs(api: &str) -> f64 {
+    jobs(api)[0]["progress"]["tracks"][0]["seconds"]
+        .as_f64()
+        .unwrap_or(0.0)
+}
+
 /// GET `url`, keeping whatever body arrived: the status, the bytes, and whether the body
 /// ended cleanly.
 fn get_partial(url: &str) -> (u16, Vec<u8>, bool) {
@@ -581,34 +615,14 @@ fn a_node_restarted_mid_transcode_finishes_the_job_and_announces_only_complete_c
     let clip = root.path().join("long.mp4");
     make_clip(&clip, 40, "1280x720", 30, true).expect("clip");
     let state = root.path().join("state");
-    let mut cli_run = Command::new(bin("streamgate"))
-        .env("STREAMGATE_STATE_DIR", &state)
-        .args(["--node", &node.info.api_url, "--json", "publish"])
-        .arg(&clip)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn publish");
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let jobs = |api: &str| -> Value {
-        runtime.block_on(async {
-            match http_client().get(format!("{api}/api/v1/jobs")).send().await {
-                Ok(r) => r.json().await.unwrap_or(Value::Null),
-                Err(_) => Value::Null,
-            }
-        })
-    };
+    let mut cli_run = spawn_publish(&node.info.api_url, &clip, &state);
     let api = node.info.api_url.clone();
     let running = wait_until(Duration::from_secs(60), || {
         jobs(&api)[0]["state"] == "running"
     });
     assert!(running, "the job never started: {}", jobs(&api));
     // Kill it mid-transcode: once some seconds of video are encoded.
-    let encoding = wait_until(Duration::from_secs(60), || {
-        jobs(&api)[0]["progress"]["tracks"][0]["seconds"]
-            .as_f64()
-            .is_some_and(|s| s >= 2.0)
-    });
+    let encoding = wait_until(Duration::from_secs(60), || encoded_secs(&api) >= 2.0);
     assert!(encoding, "the job never encoded anything: {}", jobs(&api));
     node.kill9();
     let _ = cli_run.wait();
@@ -661,30 +675,10 @@ fn a_cancelled_job_stops_mid_transcode_and_announces_nothing() {
     let clip = root.path().join("long.mp4");
     make_clip(&clip, 40, "1280x720", 30, true).expect("clip");
     let state = root.path().join("state");
-    let cli_run = Command::new(bin("streamgate"))
-        .env("STREAMGATE_STATE_DIR", &state)
-        .args(["--node", &api, "--json", "publish"])
-        .arg(&clip)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn publish");
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let jobs = || -> Value {
-        runtime.block_on(async {
-            match http_client().get(format!("{api}/api/v1/jobs")).send().await {
-                Ok(r) => r.json().await.unwrap_or(Value::Null),
-                Err(_) => Value::Null,
-            }
-        })
-    };
-    let encoding = wait_until(Duration::from_secs(60), || {
-        jobs()[0]["progress"]["tracks"][0]["seconds"]
-            .as_f64()
-            .is_some_and(|s| s >= 1.0)
-    });
-    assert!(encoding, "the job never started encoding: {}", jobs());
-    let job_id = jobs()[0]["id"].as_str().expect("job id").to_string();
+    let cli_run = spawn_publish(&api, &clip, &state);
+    let encoding = wait_until(Duration::from_secs(60), || encoded_secs(&api) >= 1.0);
+    assert!(encoding, "the job never started encoding: {}", jobs(&api));
+    let job_id = jobs(&api)[0]["id"].as_str().expect("job id").to_string();
 
     let out = cli(&api, &["cancel", &job_id]);
     assert!(
@@ -693,9 +687,9 @@ fn a_cancelled_job_stops_mid_transcode_and_announces_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
     let cancelled = wait_until(Duration::from_secs(30), || {
-        jobs()[0]["state"] == "cancelled"
+        jobs(&api)[0]["state"] == "cancelled"
     });
-    assert!(cancelled, "the job did not stop: {}", jobs());
+    assert!(cancelled, "the job did not stop: {}", jobs(&api));
     let publish_out = cli_run.wait_with_output().expect("publish output");
     assert!(!publish_out.status.success());
     assert!(

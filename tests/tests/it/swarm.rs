@@ -48,3 +48,74 @@ fn node_five_fetches_what_node_one_added_knowing_only_the_bootstrap() {
         );
     }
 }
+
+#[test]
+fn a_blob_streams_as_it_verifies_and_concurrent_readers_share_one_fetch() {
+    use futures::StreamExt;
+    let root = tempfile::tempdir().expect("tempdir");
+    let bootstrap = start_bootstrap(&root.path().join("bootstrap")).expect("bootstrap");
+    let entry = vec![bootstrap.info.listen_addrs[0].clone()];
+    // A provider capped at 2 MiB/s, so the 6 MiB transfer lasts about three seconds.
+    let mut slow = test_config();
+    slow.data_plane.max_upload_bytes_per_sec = 2 << 20;
+    let a_dir = root.path().join("a");
+    init_node_dir(&a_dir, &slow).expect("init");
+    let a = start_node(&a_dir, &entry).expect("a");
+    let b_dir = root.path().join("b");
+    init_node_dir(&b_dir, &test_config()).expect("init");
+    let b = start_node(&b_dir, &entry).expect("b");
+
+    let payload = test_bytes(6 * 1024 * 1024, 5);
+    let file = root.path().join("payload.bin");
+    std::fs::write(&file, &payload).expect("write payload");
+    let hash = add_file(&a.info.api_url, &file);
+
+    let url = format!("{}/blob/{hash}", b.info.api_url);
+    let api = b.info.api_url.clone();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let read = |first_seen: bool| {
+        let (url, api) = (url.clone(), api.clone());
+        async move {
+            let client = streamgate_tests::http_client();
+            let response = client.get(&url).send().await.expect("request");
+            assert_eq!(response.status().as_u16(), 200);
+            let mut body = response.bytes_stream();
+            let mut received = body
+                .next()
+                .await
+                .expect("a first chunk")
+                .expect("bytes")
+                .to_vec();
+            // The first bytes are here while the fetch is still running.
+            let status: streamgate_tests::NodeStatus = client
+                .get(format!("{api}/api/v1/status"))
+                .send()
+                .await
+                .expect("status")
+                .json()
+                .await
+                .expect("status JSON");
+            if first_seen {
+                assert_eq!(
+                    (status.fetch.in_flight, status.fetch.completed),
+                    (1, 0),
+                    "the first bytes waited for the whole blob"
+                );
+            }
+            while let Some(chunk) = body.next().await {
+                received.extend_from_slice(&chunk.expect("body"));
+            }
+            received
+        }
+    };
+    let (first, second) = runtime.block_on(async { tokio::join!(read(true), read(false)) });
+    assert!(first == payload, "the first reader got other bytes");
+    assert!(second == payload, "the second reader got other bytes");
+    let s = status(&b.info.api_url).expect("status");
+    assert_eq!(
+        (s.fetch.completed, s.fetch.failed),
+        (1, 0),
+        "two readers, one fetch"
+    );
+    assert_eq!(s.blobs, 1, "the blob is stored");
+}

@@ -11,6 +11,7 @@ use iroh_blobs::{
         fsm::{self, BlobContentNext, ConnectedNext, DecodeError, EndBlobNext},
     },
     protocol::{ChunkRanges, ChunkRangesExt, GetRequest},
+    util::connection_pool::ConnectionRef,
 };
 use streamgate_protocol::{
     ContentHash,
@@ -324,6 +325,20 @@ async fn lookup(shared: &Shared, of: ContentHash, refresh: bool, events: &mpsc::
     let _ = events.send(Event::LookupDone).await;
 }
 
+/// A pooled connection to `provider`, whose address a lookup taught the data plane.
+async fn connect(
+    shared: &Shared,
+    provider: &ProviderKey,
+) -> Result<ConnectionRef, (Failure, String)> {
+    let node = EndpointId::from_bytes(provider)
+        .map_err(|_| (Failure::Unreachable, "not an Ed25519 node id".to_string()))?;
+    shared
+        .data_plane
+        .connect(node)
+        .await
+        .map_err(|e| (Failure::Unreachable, format!("cannot connect: {e}")))
+}
+
 /// Connects to `provider` and, with `prove_size`, has it prove the blob's size.
 async fn probe(
     shared: &Shared,
@@ -336,12 +351,9 @@ async fn probe(
         failure,
         detail,
     };
-    let Ok(node) = EndpointId::from_bytes(&provider) else {
-        return failed(Failure::Unreachable, "not an Ed25519 node id".into());
-    };
-    let conn = match shared.data_plane.connect(node).await {
+    let conn = match connect(shared, &provider).await {
         Ok(conn) => conn,
-        Err(e) => return failed(Failure::Unreachable, format!("cannot connect: {e}")),
+        Err((failure, detail)) => return failed(failure, detail),
     };
     if !prove_size {
         return Event::Connected { provider };
@@ -373,12 +385,9 @@ async fn get(
         failure,
         detail,
     };
-    let Ok(node) = EndpointId::from_bytes(&provider) else {
-        return failed(Failure::Unreachable, "not an Ed25519 node id".into());
-    };
-    let conn = match shared.data_plane.connect(node).await {
+    let conn = match connect(shared, &provider).await {
         Ok(conn) => conn,
-        Err(e) => return failed(Failure::Unreachable, format!("cannot connect: {e}")),
+        Err((failure, detail)) => return failed(failure, detail),
     };
     let wanted = GetRequest::blob_ranges(iroh_hash(&hash), ChunkRanges::bytes(range.clone()));
     let connected = match fsm::start((*conn).clone(), wanted, Default::default())

@@ -234,20 +234,14 @@ impl Fetcher {
         LiveBlob::new(hash, self.shared.live_budget.clone(), LIVE_BUDGET_BYTES)
     }
 
-    pub async fn status(&self) -> FetchStatus {
+    pub fn status(&self) -> FetchStatus {
         let counters = &self.shared.counters;
-        let in_flight = self.shared.in_flight.lock().map(|m| m.len()).unwrap_or(0);
-        let provider_cache_entries = match self.shared.swarm.status().await {
-            Ok(swarm) => swarm.provider_hints,
-            Err(_) => 0,
-        };
         FetchStatus {
-            in_flight,
+            in_flight: self.shared.in_flight.lock().map(|m| m.len()).unwrap_or(0),
             completed: counters.completed.load(Ordering::Relaxed),
             failed: counters.failed.load(Ordering::Relaxed),
             lookups_cached: counters.lookups_cached.load(Ordering::Relaxed),
             lookups_dht: counters.lookups_dht.load(Ordering::Relaxed),
-            provider_cache_entries,
         }
     }
 }
