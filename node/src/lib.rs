@@ -31,6 +31,7 @@
 pub mod actors;
 pub mod config;
 pub mod http;
+pub mod memory;
 pub mod node;
 pub mod services;
 pub mod zerocopy;

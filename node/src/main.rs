@@ -63,6 +63,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    streamgate_node::memory::tune_allocator();
     let cli = Cli::parse();
     init_logging();
     run_main(async {

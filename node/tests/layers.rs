@@ -12,7 +12,7 @@ use std::{
 /// Which units a unit of each layer may use, besides its own layer's where allowed.
 fn allowed(from: &str, to: &str) -> bool {
     let layer = |unit: &str| unit.split("::").next().unwrap_or("").to_string();
-    let utility = ["config", "zerocopy"];
+    let utility = ["config", "memory", "zerocopy"];
     let (from_layer, to_layer) = (layer(from), layer(to));
     if utility.contains(&to_layer.as_str()) {
         return !utility.contains(&from_layer.as_str()) || from == to;

@@ -34,6 +34,8 @@ const LONG_SECONDS: u32 = 300;
 const RUNS: usize = 2;
 
 fn main() -> anyhow::Result<()> {
+    // The in-process pipeline runs on the allocator settings the node runs with.
+    streamgate_node::memory::tune_allocator();
     let root = tempfile::tempdir()?;
     let source = root.path().join("source.mp4");
     make_source(&source, SECONDS)?;

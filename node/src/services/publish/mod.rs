@@ -324,7 +324,7 @@ impl Publisher {
                 live.remove(&id);
             }
             // The encoders' hundreds of megabytes are free now; hand them back.
-            let _ = tokio::task::spawn_blocking(release_free_memory).await;
+            let _ = tokio::task::spawn_blocking(crate::memory::release_free_memory).await;
         });
     }
 
@@ -490,19 +490,6 @@ impl Publisher {
             }
         }
         config
-    }
-}
-
-/// Returns freed heap memory to the system. A transcode allocates hundreds of megabytes
-/// across a dozen threads; glibc keeps what they freed in its per-thread arenas, so the
-/// node would otherwise stay at its peak after every job.
-fn release_free_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only releases free memory of the allocator; it touches no live
-    // allocation.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
