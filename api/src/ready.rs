@@ -59,3 +59,27 @@ impl ReadyInfo for NodeReady {
 impl ReadyInfo for BootstrapReady {
     const NAME: &'static str = "bootstrap";
 }
+
+/// The operator credential: `DATA_DIR/api.token`, mode 0600, made by the node at its first
+/// start. Every request that writes or spends (uploads, blob adds, publish, pin, job control)
+/// carries it as `Authorization: Bearer`; the local CLI reads it from the data folder, as
+/// bitcoind's cookie file works.
+pub const OPERATOR_TOKEN_FILE: &str = "api.token";
+
+/// Path of the operator token in `data_dir`.
+pub fn operator_token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(OPERATOR_TOKEN_FILE)
+}
+
+/// The operator token stored at `path` (surrounding whitespace ignored).
+pub fn read_operator_token(path: &Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(path)?;
+    let token = text.trim();
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} does not hold an operator token", path.display()),
+        ));
+    }
+    Ok(token.to_string())
+}

@@ -35,6 +35,19 @@ struct Cli {
         default_value = "http://127.0.0.1:7700"
     )]
     node: String,
+    /// The node's data folder, to read its operator token (`api.token`) from: publishing,
+    /// adding, pinning and job control need it.
+    #[arg(long, global = true, env = "STREAMGATE_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The operator token file itself, when the data folder is not at hand (a copy of
+    /// `DATA_DIR/api.token`, kept private).
+    #[arg(
+        long,
+        global = true,
+        env = "STREAMGATE_TOKEN_FILE",
+        value_name = "PATH"
+    )]
+    token_file: Option<PathBuf>,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -72,8 +85,10 @@ enum Command {
         /// erc1155:CHAIN_ID:0xCONTRACT:TOKEN_ID[:MIN_BALANCE]. Segments are then encrypted.
         #[arg(long, value_name = "GATE")]
         gate: Option<String>,
-        /// Another node (its public URL) that may release the key of the gated video (repeatable).
-        #[arg(long, value_name = "URL")]
+        /// Another node that may release the key of the gated video, as NODE_ID@URL: the
+        /// node id its `streamgate status` shows, and its public URL (repeatable). The key is
+        /// sealed to that node id; nothing is asked of the URL.
+        #[arg(long, value_name = "NODE_ID@URL")]
         key_server: Vec<String>,
         /// Your Ethereum account: its ContentRegistry entry for this video, if you make one,
         /// overrides the gate (entries by anyone else are ignored).
@@ -123,8 +138,19 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = operator_token(cli.token_file.as_deref(), cli.data_dir.as_deref())? {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("the operator token is not a valid header value")?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    // The token goes to the node named by --node and nowhere else: no redirects are
+    // followed, and upload URLs must be on the node's origin (publish.rs).
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
         .build()
         .context("cannot build the HTTP client")?;
     let base = cli.node.trim_end_matches('/').to_string();
@@ -273,6 +299,10 @@ async fn status(client: &reqwest::Client, base: &str, json: bool) -> anyhow::Res
     }
     let banned = status.providers.iter().filter(|p| p.banned).count();
     println!("peer id:          {}", status.peer_id);
+    println!(
+        "node id:          {} (name it as a key server: NODE_ID@URL)",
+        status.node_id
+    );
     println!("version:          {}", status.version);
     println!("connected peers:  {}", status.swarm.connected_peers);
     println!("DHT mode:         {}", status.swarm.dht_mode);
@@ -313,6 +343,19 @@ async fn cancel(
     Ok(())
 }
 
+/// The operator token: from `--token-file`, else from `--data-dir`'s `api.token`; none when
+/// neither is given (read-only commands need none).
+fn operator_token(file: Option<&Path>, data_dir: Option<&Path>) -> anyhow::Result<Option<String>> {
+    let path = match (file, data_dir) {
+        (Some(file), _) => file.to_path_buf(),
+        (None, Some(dir)) => streamgate_api::ready::operator_token_path(dir),
+        (None, None) => return Ok(None),
+    };
+    streamgate_api::ready::read_operator_token(&path)
+        .map(Some)
+        .with_context(|| format!("cannot read the operator token {}", path.display()))
+}
+
 /// Reads a JSON answer of the node as the type the API promises.
 pub(crate) async fn parse<T: DeserializeOwned>(response: reqwest::Response) -> anyhow::Result<T> {
     let text = response
@@ -340,6 +383,11 @@ pub(crate) async fn send(
     }
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
+    if status == reqwest::StatusCode::UNAUTHORIZED && text.contains("operator_token_required") {
+        bail!(
+            "the node at {base} wants its operator token for this: pass --data-dir with the node's data folder (or --token-file)"
+        );
+    }
     bail!("{} (HTTP {})", message_of(&text), status.as_u16())
 }
 

@@ -113,7 +113,7 @@ pub async fn publish(
 
     // Resume if this CLI started the same upload before and the node still has it.
     let mut resumed = None;
-    if let Some(url) = state.uploads.get(&key).cloned()
+    if let Some(url) = state.uploads.get(&key).and_then(|url| on_node(base, url))
         && let Some(offset) = head_offset(client, &url).await?
     {
         resumed = Some((url, offset));
@@ -262,11 +262,20 @@ async fn create_upload(
         .get("location")
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| anyhow!("the node did not say where the upload lives"))?;
-    Ok(if location.starts_with("http") {
-        location.to_string()
-    } else {
-        format!("{base}{location}")
-    })
+    on_node(base, location)
+        .ok_or_else(|| anyhow!("the node put the upload at {location:?}, not on {base}: refused"))
+}
+
+/// `location` as an absolute URL, if it is on the node `base` (the operator token is sent
+/// with every upload request, so nowhere else).
+fn on_node(base: &str, location: &str) -> Option<String> {
+    if location.starts_with('/') && !location.starts_with("//") {
+        return Some(format!("{base}{location}"));
+    }
+    location
+        .strip_prefix(base)
+        .filter(|rest| rest.starts_with('/'))
+        .map(|_| location.to_string())
 }
 
 /// The node's offset for an upload, or None if it no longer knows it.

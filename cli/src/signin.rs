@@ -30,12 +30,17 @@ pub async fn sign_in(client: &reqwest::Client, base: &str, args: SignInArgs) -> 
         .map_err(|_| anyhow!("{} does not hold a hex private key", args.private_key_env))?;
     let hello: NonceResponse =
         parse(send(client.get(format!("{base}/api/v1/auth/nonce")), base).await?).await?;
-    let (nonce, domain, origin, chains) = (
-        hello.nonce.as_str(),
-        hello.domain.as_str(),
-        hello.origin.as_str(),
-        hello.chain_ids.clone(),
-    );
+    // The message names the node this CLI was told to use, never what the node claims:
+    // a node claiming another's domain is asking for a signature valid over there.
+    let (origin, domain) = origin_of(base)?;
+    if !same_origin(&hello.origin, &origin) || !hello.domain.eq_ignore_ascii_case(&domain) {
+        bail!(
+            "the node at {base} says it is {} ({}): refusing to sign in for another domain (if the node is behind a proxy, use its public URL with --node)",
+            hello.origin,
+            hello.domain
+        );
+    }
+    let (nonce, chains) = (hello.nonce.as_str(), hello.chain_ids.clone());
     let chain_id = match args.chain_id {
         Some(id) => id,
         None => match chains.as_slice() {
@@ -50,10 +55,10 @@ pub async fn sign_in(client: &reqwest::Client, base: &str, args: SignInArgs) -> 
         .unwrap_or(0);
     let message = SiweMessage {
         scheme: None,
-        domain: domain.to_string(),
+        domain,
         address: args.account.unwrap_or(signer.address()),
         statement: Some("Sign in to StreamGate to watch gated videos.".into()),
-        uri: origin.to_string(),
+        uri: origin,
         version: "1".into(),
         chain_id,
         nonce: nonce.to_string(),
@@ -92,4 +97,55 @@ pub async fn sign_in(client: &reqwest::Client, base: &str, args: SignInArgs) -> 
         );
     }
     Ok(())
+}
+
+/// The origin (`scheme://host[:port]`) and EIP-4361 domain (`host[:port]`) of `base`.
+fn origin_of(base: &str) -> anyhow::Result<(String, String)> {
+    let url = reqwest::Url::parse(base).with_context(|| format!("--node {base:?} is not a URL"))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| anyhow!("--node {base:?} names no host"))?;
+    let domain = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
+    Ok((format!("{}://{domain}", url.scheme()), domain))
+}
+
+fn same_origin(a: &str, b: &str) -> bool {
+    match (reqwest::Url::parse(a), reqwest::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_domain_comes_from_the_url_given() {
+        let (origin, domain) = origin_of("http://127.0.0.1:7700/").expect("url");
+        assert_eq!(
+            (origin.as_str(), domain.as_str()),
+            ("http://127.0.0.1:7700", "127.0.0.1:7700")
+        );
+        let (origin, domain) = origin_of("https://Node.Example.org").expect("url");
+        assert_eq!(
+            (origin.as_str(), domain.as_str()),
+            ("https://node.example.org", "node.example.org")
+        );
+        assert!(same_origin(
+            "https://node.example.org:443",
+            "https://node.example.org"
+        ));
+        assert!(!same_origin(
+            "https://evil.example",
+            "https://node.example.org"
+        ));
+        assert!(!same_origin(
+            "http://node.example.org",
+            "https://node.example.org"
+        ));
+    }
 }

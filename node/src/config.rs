@@ -124,11 +124,23 @@ pub fn validate(config: &Config, path: &str) -> Result<(), ConfigError> {
             "must be a positive multiple of 16384 (the verification group size)",
         ));
     }
-    let origin = &config.access.public_origin;
-    if !(origin.is_empty() || origin.starts_with("http://") || origin.starts_with("https://")) {
+    let origin = config.access.public_origin.trim_end_matches('/');
+    if !origin.is_empty() && streamgate_protocol::access::check_key_server_url(origin).is_err() {
         return Err(invalid(
             "access.public_origin",
-            "must start with http:// or https://",
+            "must be an origin, http(s)://host[:port], with no path",
+        ));
+    }
+    // Sign-in messages name the origin: two nodes reached through their listen addresses
+    // would otherwise accept each other's sign-ins whenever those addresses coincide
+    // (0.0.0.0:7700 on two hosts).
+    if origin.is_empty() && !config.api.listen.ip().is_loopback() {
+        return Err(invalid(
+            "access.public_origin",
+            &format!(
+                "must be set when the API listens on {}, which is not a loopback address: the origin viewers reach this node at (e.g. https://node.example.org)",
+                config.api.listen
+            ),
         ));
     }
     if !(60..=7 * 86400).contains(&config.access.session_ttl_secs) {
@@ -225,5 +237,23 @@ mod tests {
         assert!(err.to_string().contains("chains.rpc_urls"), "{err}");
         let err = parse("[swarm]\ntypo = 1\n", "c.toml").expect_err("unknown key");
         assert!(err.to_string().contains("typo"), "{err}");
+    }
+
+    #[test]
+    fn a_node_reachable_from_elsewhere_needs_its_public_origin() {
+        let err = parse("[api]\nlisten = \"0.0.0.0:7700\"\n", "c.toml").expect_err("no origin");
+        assert!(err.to_string().contains("access.public_origin"), "{err}");
+        parse(
+            "[api]\nlisten = \"0.0.0.0:7700\"\n[access]\npublic_origin = \"https://node.example.org\"\n",
+            "c.toml",
+        )
+        .expect("origin given");
+        parse("[api]\nlisten = \"[::1]:7700\"\n", "c.toml").expect("loopback");
+        let err = parse(
+            "[access]\npublic_origin = \"https://node.example.org/watch\"\n",
+            "c.toml",
+        )
+        .expect_err("a path");
+        assert!(err.to_string().contains("no path"), "{err}");
     }
 }

@@ -20,6 +20,7 @@ use crate::{
         fetch::Fetcher,
         hot::HotCache,
         library::Library,
+        operator::OperatorToken,
         presence::{Presence, RECORD_REFRESH},
         publish::{PublishParts, Publisher},
         reputation::Reputation,
@@ -43,6 +44,8 @@ pub struct Node {
     pub uploads: Arc<Uploads>,
     pub publisher: Arc<Publisher>,
     pub access: Arc<Access>,
+    /// The credential every write or spend needs.
+    pub operator: OperatorToken,
     pub capabilities: Option<Capabilities>,
     /// libp2p listen addresses, each ending in `/p2p/<peer id>`.
     pub listen_addrs: Vec<String>,
@@ -104,6 +107,7 @@ impl Node {
             db.clone(),
             swarm.clone(),
             presence.clone(),
+            identity.clone(),
         ));
         let fetcher = Fetcher::new(
             config.fetch.clone(),
@@ -119,6 +123,7 @@ impl Node {
             fetcher.clone(),
             swarm.clone(),
             presence.clone(),
+            identity.clone(),
         ));
         let hot = Arc::new(HotCache::new(
             config.api.segment_cache_bytes,
@@ -154,6 +159,8 @@ impl Node {
             uploads,
             publisher,
             access,
+            operator: OperatorToken::load_or_create(data_dir)
+                .context("cannot make or read the operator token (DATA_DIR/api.token)")?,
             capabilities,
             api_url,
         };

@@ -148,6 +148,28 @@ impl AccessPolicy {
     }
 }
 
+/// A key server's URL as manifests carry it: a plain `http(s)://host[:port]` origin,
+/// nothing that could inject into a playlist.
+pub fn check_key_server_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    let ok = url.len() <= MAX_URL_BYTES
+        && rest.is_some_and(|host| {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "key server URL {url:?} is not a plain http(s)://host[:port] origin"
+        ))
+    }
+}
+
 impl Encryption {
     pub(crate) fn validate(&self) -> Result<(), String> {
         if self.key_wraps.is_empty() || self.key_wraps.len() > MAX_KEY_WRAPS {
@@ -160,15 +182,7 @@ impl Encryption {
                 return Err("a wrapped key has an impossible size".into());
             }
             if let Some(url) = &wrap.url {
-                // Written into playlists: a plain http(s) origin, nothing that could inject.
-                let ok = url.len() <= MAX_URL_BYTES
-                    && (url.starts_with("http://") || url.starts_with("https://"))
-                    && url
-                        .bytes()
-                        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
-                if !ok {
-                    return Err(format!("key server URL {url:?} is not a plain http(s) URL"));
-                }
+                check_key_server_url(url)?;
             }
         }
         Ok(())

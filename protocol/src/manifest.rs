@@ -19,6 +19,7 @@ use crate::{
 
 const VERSION: u8 = 1;
 const SIGNING_DOMAIN: &[u8] = b"streamgate/manifest/v1\0";
+const KEY_BINDING_CONTEXT: &str = "streamgate 2026-12-01 manifest key binding v1";
 
 /// Largest encoded manifest. With the segment limit below, a manifest of the longest video
 /// fits with room to spare (about 45 bytes per segment).
@@ -173,6 +174,24 @@ impl Manifest {
             manifest: self,
             signature,
         }
+    }
+
+    /// What a content key is sealed together with: a digest of the whole manifest except
+    /// the sealed bytes themselves, so of its creator, access policy and registrant, title,
+    /// tracks and segment hashes, and every key server's node key and URL. A key server
+    /// releases a key only for a manifest whose binding matches the one sealed with it:
+    /// wraps copied into another manifest (another creator, policy or content) are refused.
+    pub fn key_binding(&self) -> [u8; 32] {
+        let mut unsealed = self.clone();
+        if let Some(encryption) = &mut unsealed.encryption {
+            for wrap in &mut encryption.key_wraps {
+                wrap.sealed.clear();
+            }
+        }
+        blake3::Hasher::new_derive_key(KEY_BINDING_CONTEXT)
+            .update(&wire::encode(VERSION, &unsealed))
+            .finalize()
+            .into()
     }
 
     pub fn track(&self, id: &str) -> Option<&Track> {
@@ -401,6 +420,61 @@ pub(crate) mod tests {
             bad.sign(&key).verify(),
             Err(ManifestError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn the_key_binding_covers_everything_but_the_sealed_bytes() {
+        use crate::access::{Encryption, EncryptionMethod, WrappedKey};
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let mut gated = sample(&key);
+        gated.access = Some(
+            "erc721:31337:0x5FbDB2315678afecb367f032d93F642f64180aa3"
+                .parse()
+                .expect("gate"),
+        );
+        gated.encryption = Some(Encryption {
+            method: EncryptionMethod::Aes128,
+            key_wraps: vec![WrappedKey {
+                node_key: [9; 32],
+                url: Some("http://127.0.0.1:7700".into()),
+                sealed: vec![1; 48],
+            }],
+        });
+        let binding = gated.key_binding();
+        let mut resealed = gated.clone();
+        if let Some(e) = &mut resealed.encryption {
+            e.key_wraps[0].sealed = vec![2; 80];
+        }
+        assert_eq!(
+            resealed.key_binding(),
+            binding,
+            "sealed bytes are not bound"
+        );
+        let changes: [fn(&mut Manifest); 6] = [
+            |m| m.creator = [7; 32],
+            |m| m.title.push('!'),
+            |m| m.tracks[0].segments[0].hash = ContentHash::of(b"other"),
+            |m| {
+                if let Some(a) = &mut m.access {
+                    a.registrant = Some(alloy_primitives::Address::repeat_byte(1));
+                }
+            },
+            |m| {
+                if let Some(a) = &mut m.access {
+                    a.contract = alloy_primitives::Address::repeat_byte(2);
+                }
+            },
+            |m| {
+                if let Some(e) = &mut m.encryption {
+                    e.key_wraps[0].url = Some("http://elsewhere:1".into());
+                }
+            },
+        ];
+        for change in changes {
+            let mut other = gated.clone();
+            change(&mut other);
+            assert_ne!(other.key_binding(), binding);
+        }
     }
 
     proptest! {

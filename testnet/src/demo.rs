@@ -8,7 +8,11 @@ use std::{
 };
 
 use anyhow::{Context, anyhow, bail};
-use streamgate_api::{cli::Published, v1::ManifestSummary};
+use streamgate_api::{
+    cli::Published,
+    ready::{NodeReady, ReadyInfo, operator_token_path, read_operator_token},
+    v1::ManifestSummary,
+};
 use tokio::process::Command;
 
 use crate::{
@@ -51,8 +55,10 @@ pub async fn publish_demo(
     // Every node can release the key, so a viewer signs in wherever they watch, and the
     // gated video keeps playing when the publishing node is gone.
     for k in 2..=state.nodes {
+        let ready = NodeReady::read(&data.join(format!("node-{k}")))
+            .ok_or_else(|| anyhow!("node-{k} has no ready file"))?;
         gated_args.push("--key-server".into());
-        gated_args.push(node_api(&state.ports, k));
+        gated_args.push(format!("{}@{}", ready.node_id, node_api(&state.ports, k)));
     }
     let gated_args: Vec<&str> = gated_args.iter().map(String::as_str).collect();
     let gated = publish(cli, &api, &video, data, &gated_args).await?;
@@ -114,6 +120,8 @@ async fn publish(
     let out = run(
         Command::new(cli)
             .env("STREAMGATE_STATE_DIR", data.join("cli-state"))
+            // The operator's token, as on node 1's own machine.
+            .env("STREAMGATE_DATA_DIR", data.join("node-1"))
             .args(["--node", api, "--json", "publish", "--ladder", DEMO_LADDER])
             .args(extra)
             .arg(video),
@@ -132,7 +140,7 @@ async fn publish(
 }
 
 /// Every node fetches and keeps both demo videos, so any of them can serve the rest.
-pub async fn pin_everywhere(state: &State) -> anyhow::Result<()> {
+pub async fn pin_everywhere(state: &State, data: &Path) -> anyhow::Result<()> {
     let Some(videos) = &state.videos else {
         return Ok(());
     };
@@ -141,9 +149,12 @@ pub async fn pin_everywhere(state: &State) -> anyhow::Result<()> {
         .build()?;
     for k in 1..=state.nodes {
         let api = node_api(&state.ports, k);
+        let token = read_operator_token(&operator_token_path(&data.join(format!("node-{k}"))))
+            .with_context(|| format!("node-{k}'s operator token"))?;
         for id in [&videos.public, &videos.gated] {
             let response = client
                 .post(format!("{api}/api/v1/manifests/{id}/pin"))
+                .bearer_auth(&token)
                 .send()
                 .await?;
             if !response.status().is_success() {

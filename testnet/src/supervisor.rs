@@ -382,7 +382,7 @@ async fn start(
     if state.videos.is_none() {
         demo::publish_demo(args.video.as_deref(), data, state, &tools.cli).await?;
     }
-    demo::pin_everywhere(state).await
+    demo::pin_everywhere(state, data).await
 }
 
 async fn stop_all(data: &Path, state: &mut State, children: &mut Children) {

@@ -150,6 +150,31 @@ impl TestChain {
             specificToken: false,
             minBalance: U256::from(1),
         };
+        self.register(creator, manifest_id, policy).await
+    }
+
+    /// Registers `manifest_id` (as development account `creator`) as public: anyone may watch.
+    pub async fn register_public(
+        &self,
+        creator: usize,
+        manifest_id: [u8; 32],
+    ) -> anyhow::Result<()> {
+        let policy = ContentRegistry::Policy {
+            standard: 0,
+            token: Address::ZERO,
+            tokenId: U256::ZERO,
+            specificToken: false,
+            minBalance: U256::ZERO,
+        };
+        self.register(creator, manifest_id, policy).await
+    }
+
+    async fn register(
+        &self,
+        creator: usize,
+        manifest_id: [u8; 32],
+        policy: ContentRegistry::Policy,
+    ) -> anyhow::Result<()> {
         ContentRegistry::new(self.registry, self.provider(creator))
             .register(FixedBytes(manifest_id), policy, String::new())
             .send()

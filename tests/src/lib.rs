@@ -163,7 +163,11 @@ pub fn start_node(dir: &Path, bootstrap: &[String]) -> anyhow::Result<Node> {
     for addr in bootstrap {
         cmd.args(["--bootstrap", addr]);
     }
-    spawn_and_wait(cmd, dir)
+    let node: Node = spawn_and_wait(cmd, dir)?;
+    if let Ok(mut dirs) = NODE_DIRS.lock() {
+        dirs.insert(node.info.api_url.clone(), dir.to_path_buf());
+    }
+    Ok(node)
 }
 
 /// Initialises and starts a bootstrap node in `dir`.
@@ -233,11 +237,37 @@ fn spawn_and_wait<I: ReadyInfo>(mut cmd: Command, dir: &Path) -> anyhow::Result<
     }
 }
 
+/// The data folder of every node this process started, by API URL: the CLI helpers are
+/// given a URL, and write commands need that node's operator token.
+static NODE_DIRS: std::sync::Mutex<std::collections::BTreeMap<String, PathBuf>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn node_dir(api_url: &str) -> Option<PathBuf> {
+    NODE_DIRS.lock().ok()?.get(api_url).cloned()
+}
+
+/// `streamgate --node API_URL`, with `--data-dir` of that node when this process started
+/// it (so the CLI holds its operator token, as on the node's own machine).
+pub fn streamgate(api_url: &str) -> Command {
+    let mut cmd = Command::new(bin("streamgate"));
+    cmd.arg("--node").arg(api_url);
+    if let Some(dir) = node_dir(api_url) {
+        cmd.env("STREAMGATE_DATA_DIR", dir);
+    }
+    cmd
+}
+
+/// The operator token of the node at `api_url`, which this process started, for direct
+/// HTTP calls to write endpoints.
+pub fn operator_token(api_url: &str) -> String {
+    let dir = node_dir(api_url).expect("a node this test started");
+    streamgate_api::ready::read_operator_token(&streamgate_api::ready::operator_token_path(&dir))
+        .expect("operator token")
+}
+
 /// Runs the `streamgate` CLI against `api_url`.
 pub fn cli(api_url: &str, args: &[&str]) -> Output {
-    Command::new(bin("streamgate"))
-        .arg("--node")
-        .arg(api_url)
+    streamgate(api_url)
         .args(args)
         .output()
         .expect("run streamgate")
@@ -251,9 +281,9 @@ pub fn publish(
     args: &[&str],
     state_dir: &Path,
 ) -> Result<Published, String> {
-    let out = Command::new(bin("streamgate"))
+    let out = streamgate(api)
         .env("STREAMGATE_STATE_DIR", state_dir)
-        .args(["--node", api, "--json", "publish"])
+        .args(["--json", "publish"])
         .arg(file)
         .args(args)
         .output()

@@ -144,6 +144,10 @@ impl NodeDb {
         self.get(BLOBS, &hash.to_hex())
     }
 
+    pub fn remove_blob(&self, hash: &ContentHash) -> Result<(), DbError> {
+        self.remove(BLOBS, &hash.to_hex())
+    }
+
     /// Every stored blob, in hash order.
     pub fn blobs(&self) -> Result<Vec<(ContentHash, BlobEntry)>, DbError> {
         self.all(BLOBS)?

@@ -38,13 +38,16 @@ const STREAM_CHUNK: usize = 64 * 1024;
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 pub fn routes() -> Router<Arc<Node>> {
-    Router::new()
-        .route(
-            "/api/v1/blobs",
-            // The limit is enforced while streaming, against api.max_upload_bytes.
-            post(add_blob).layer(DefaultBodyLimit::disable()),
-        )
-        .route("/blob/{hash}", get(get_blob))
+    Router::new().route("/blob/{hash}", get(get_blob))
+}
+
+/// Adding blobs: the operator's.
+pub fn operator_routes() -> Router<Arc<Node>> {
+    Router::new().route(
+        "/api/v1/blobs",
+        // The limit is enforced while streaming, against api.max_upload_bytes.
+        post(add_blob).layer(DefaultBodyLimit::disable()),
+    )
 }
 
 /// Why forwarding an upload body stopped early.

@@ -123,7 +123,7 @@ async fn track_file(
         .track(track)
         .ok_or_else(|| no_such(&format!("track {track:?}")))?;
     if hls && file == "index.m3u8" {
-        let key_uri = key_uri(node, id, &signed);
+        let key_uri = key_uri(id, &signed);
         return Ok(document(
             playlist::hls_media(track, key_uri.as_deref()),
             HLS_PLAYLIST,
@@ -132,18 +132,15 @@ async fn track_file(
     segment(node, id, track, file, method, headers).await
 }
 
-/// Where players get the key of a gated video: this node when it holds a wrap of the key,
-/// else the first key server that said where it is.
-fn key_uri(node: &Node, id: ContentHash, signed: &SignedManifest) -> Option<String> {
-    let encryption = signed.manifest.encryption.as_ref()?;
-    let mine = node.identity.public_key();
-    if encryption.key_wraps.iter().any(|w| w.node_key == mine) {
-        return Some(format!("/keys/{id}"));
-    }
-    encryption
-        .key_wraps
-        .iter()
-        .find_map(|w| w.url.as_ref().map(|url| format!("{url}/keys/{id}")))
+/// Where players get the key of a gated video: always this node's own `/keys/{id}`, so a
+/// player's credentials (cookie or bearer token) never go to another origin. A node with no
+/// wrap of the key answers there with 409 `no_key_here`, naming the key servers to watch at.
+fn key_uri(id: ContentHash, signed: &SignedManifest) -> Option<String> {
+    signed
+        .manifest
+        .encryption
+        .as_ref()
+        .map(|_| format!("/keys/{id}"))
 }
 
 /// `init.mp4` or `seg_{n}.m4s` of `track`.

@@ -25,14 +25,20 @@ use streamgate_api::v1::{
 use super::{ApiError, parse_hash};
 use crate::node::Node;
 
+/// Reading the library: public.
 pub fn routes() -> Router<Arc<Node>> {
+    Router::new()
+        .route("/api/v1/manifests", get(list_manifests))
+        .route("/api/v1/manifests/{id}", get(manifest))
+}
+
+/// Publishing, jobs and pinning: the operator's.
+pub fn operator_routes() -> Router<Arc<Node>> {
     Router::new()
         .route("/api/v1/publish", post(publish))
         .route("/api/v1/jobs", get(list_jobs))
         .route("/api/v1/jobs/{id}", get(job))
         .route("/api/v1/jobs/{id}/cancel", post(cancel))
-        .route("/api/v1/manifests", get(list_manifests))
-        .route("/api/v1/manifests/{id}", get(manifest))
         .route("/api/v1/manifests/{id}/pin", post(pin))
 }
 

@@ -1,14 +1,18 @@
 //! The HTTP API and gateway: routes, one file per surface, over the services.
 //!
-//! | route | file |
-//! |---|---|
-//! | `GET /health`, `GET /api/v1/status` | [`status`] |
-//! | `POST /api/v1/blobs`, `GET`/`HEAD /blob/{hash}` (with `Range`; fetched from the swarm and streamed as verified bytes arrive when not held here) | [`blobs`] |
-//! | `/api/v1/uploads...` (tus 1.0) | [`uploads`] |
-//! | `POST /api/v1/publish`, `GET /api/v1/jobs[/{id}]`, `POST /api/v1/jobs/{id}/cancel`, `GET /api/v1/manifests[/{id}]`, `POST /api/v1/manifests/{id}/pin` | [`jobs`] |
-//! | `GET /hls/{id}/...`, `GET /dash/{id}/...` | [`gateway`] |
-//! | `/api/v1/auth/...` | [`auth`] |
-//! | `GET /keys/{id}` | [`keys`] |
+//! | route | file | who |
+//! |---|---|---|
+//! | `GET /health`, `GET /api/v1/status` | [`status`] | anyone |
+//! | `GET`/`HEAD /blob/{hash}` (with `Range`; fetched from the swarm and streamed as verified bytes arrive when not held here) | [`blobs`] | anyone |
+//! | `POST /api/v1/blobs` | [`blobs`] | operator |
+//! | `/api/v1/uploads...` (tus 1.0) | [`uploads`] | operator |
+//! | `GET /api/v1/manifests[/{id}]` | [`jobs`] | anyone |
+//! | `POST /api/v1/publish`, `GET /api/v1/jobs[/{id}]`, `POST /api/v1/jobs/{id}/cancel`, `POST /api/v1/manifests/{id}/pin` | [`jobs`] | operator |
+//! | `GET /hls/{id}/...`, `GET /dash/{id}/...` | [`gateway`] | anyone |
+//! | `/api/v1/auth/...` | [`auth`] | anyone |
+//! | `GET /keys/{id}` | [`keys`] | signed-in viewers the policy allows |
+//!
+//! "operator": `Authorization: Bearer` with the token in `DATA_DIR/api.token` ([`operator`]).
 //!
 //! Errors are JSON ([`streamgate_api::v1::ErrorBody`]) with a 4xx/5xx status.
 
@@ -17,6 +21,7 @@ pub mod blobs;
 pub mod gateway;
 pub mod jobs;
 pub mod keys;
+pub mod operator;
 pub mod status;
 pub mod uploads;
 
@@ -41,16 +46,27 @@ use crate::{
 const MAX_CONCURRENT_REQUESTS: usize = 1024;
 
 pub fn router(node: Arc<Node>) -> Router {
-    Router::new()
+    // Whatever writes or spends needs the operator token, and carries no CORS headers: no
+    // other origin may use it or read its answers.
+    let operator = Router::new()
+        .merge(blobs::operator_routes())
+        .merge(uploads::operator_routes())
+        .merge(jobs::operator_routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            operator::require,
+        ));
+    let public = Router::new()
         .merge(status::routes())
         .merge(blobs::routes())
-        .merge(uploads::routes())
         .merge(jobs::routes())
         .merge(gateway::routes())
         .merge(auth::routes())
         .merge(keys::routes())
         .fallback(not_found)
-        .layer(cors())
+        .layer(cors());
+    public
+        .merge(operator)
         // Global: a plain ConcurrencyLimitLayer on a router gives every route its own limit.
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             MAX_CONCURRENT_REQUESTS,
@@ -58,8 +74,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .with_state(node)
 }
 
-/// Any origin may read: content is public or protected by keys, never by origin. Clients
-/// need the tus and range headers.
+/// Any origin may read: content is public or protected by keys, never by origin. Players
+/// need the range headers.
 fn cors() -> tower_http::cors::CorsLayer {
     use tower_http::cors::{Any, CorsLayer};
     CorsLayer::new()
@@ -71,13 +87,6 @@ fn cors() -> tower_http::cors::CorsLayer {
             header::CONTENT_RANGE,
             header::ACCEPT_RANGES,
             header::ETAG,
-            header::LOCATION,
-            header::HeaderName::from_static("upload-offset"),
-            header::HeaderName::from_static("upload-length"),
-            header::HeaderName::from_static("tus-resumable"),
-            header::HeaderName::from_static("tus-version"),
-            header::HeaderName::from_static("tus-extension"),
-            header::HeaderName::from_static("tus-max-size"),
         ])
 }
 
@@ -169,6 +178,9 @@ impl From<AddError> for ApiError {
     fn from(e: AddError) -> Self {
         match e {
             AddError::Upload(msg) => Self::bad_request("upload_failed", msg),
+            AddError::Refused(msg) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "manifest_refused", msg)
+            }
             other => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "store_error",
@@ -186,7 +198,7 @@ impl From<PublishError> for ApiError {
             PublishError::BadLadder(_) => (StatusCode::BAD_REQUEST, "bad_ladder"),
             PublishError::BadTitle => (StatusCode::BAD_REQUEST, "bad_title"),
             PublishError::BadGate(_) => (StatusCode::BAD_REQUEST, "bad_gate"),
-            PublishError::KeyServer(_) => (StatusCode::BAD_GATEWAY, "key_server"),
+            PublishError::KeyServer(_) => (StatusCode::UNPROCESSABLE_ENTITY, "key_server"),
             PublishError::NoSuchJob(_) => (StatusCode::NOT_FOUND, "no_such_job"),
             PublishError::AlreadyEnded(_) => (StatusCode::CONFLICT, "job_ended"),
             PublishError::Media(_) => (StatusCode::UNPROCESSABLE_ENTITY, "media_error"),

@@ -29,7 +29,8 @@ pub const TUS_VERSION: &str = "1.0.0";
 /// Longest `Upload-Metadata` header accepted.
 const MAX_METADATA_BYTES: usize = 4096;
 
-pub fn routes() -> Router<Arc<Node>> {
+/// Every upload route is the operator's.
+pub fn operator_routes() -> Router<Arc<Node>> {
     Router::new()
         .route("/api/v1/uploads", post(create).options(options))
         .route(

@@ -14,10 +14,10 @@ use iroh_blobs::{
     api::{Store, blobs::BlobReader, blobs::BlobStatus},
 };
 use streamgate_api::v1::Added;
-use streamgate_protocol::ContentHash;
-use streamgate_swarm::{SwarmHandle, daemon::unix_now};
+use streamgate_protocol::{ContentHash, SignedManifest, manifest::MAX_MANIFEST_BYTES};
+use streamgate_swarm::{SwarmHandle, daemon::unix_now, identity::Identity};
 
-use super::presence::Presence;
+use super::{access::keys, presence::Presence};
 use crate::actors::db::{BlobEntry, DbError, NodeDb, Origin};
 
 /// Why storing a blob failed.
@@ -30,6 +30,8 @@ pub enum AddError {
     Store(String),
     #[error("node database: {0}")]
     Db(#[from] DbError),
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 #[derive(Debug)]
@@ -38,6 +40,8 @@ pub struct Blobs {
     db: Arc<NodeDb>,
     swarm: SwarmHandle,
     presence: Arc<Presence>,
+    /// Opens this node's key wraps, to refuse manifests carrying copied ones.
+    identity: Identity,
 }
 
 pub fn iroh_hash(hash: &ContentHash) -> Hash {
@@ -50,12 +54,19 @@ pub fn blob_tag(hash: &ContentHash) -> String {
 }
 
 impl Blobs {
-    pub fn new(store: Store, db: Arc<NodeDb>, swarm: SwarmHandle, presence: Arc<Presence>) -> Self {
+    pub fn new(
+        store: Store,
+        db: Arc<NodeDb>,
+        swarm: SwarmHandle,
+        presence: Arc<Presence>,
+        identity: Identity,
+    ) -> Self {
         Self {
             store,
             db,
             swarm,
             presence,
+            identity,
         }
     }
 
@@ -78,6 +89,8 @@ impl Blobs {
             .await
             .map_err(|e| AddError::Upload(e.to_string()))?;
         let hash = ContentHash::from_bytes(*temp_tag.hash().as_bytes());
+        // Refused before it is tagged: the temp tag's drop leaves the bytes unreferenced.
+        self.refuse_hostile_manifest(&hash).await?;
         self.store
             .tags()
             .set(blob_tag(&hash), temp_tag.hash_and_format())
@@ -87,6 +100,26 @@ impl Blobs {
         let size = self.finish_storing(hash, Origin::Added, true).await?;
         self.presence.announce(hash, size).await;
         Ok(Added { hash, size })
+    }
+
+    /// A manifest whose key wrap for this node was sealed for another manifest is refused
+    /// here too, so it is never provided, whatever route stored it.
+    async fn refuse_hostile_manifest(&self, hash: &ContentHash) -> Result<(), AddError> {
+        let Ok(BlobStatus::Complete { size }) = self.store.blobs().status(iroh_hash(hash)).await
+        else {
+            return Ok(());
+        };
+        if size > MAX_MANIFEST_BYTES as u64 {
+            return Ok(());
+        }
+        let bytes = self.get_bytes(hash).await.map_err(AddError::Store)?;
+        let Ok(signed) = SignedManifest::decode_verified(&bytes) else {
+            return Ok(());
+        };
+        keys::check_wraps(&signed.manifest, &self.identity.signing_key()).map_err(|e| {
+            tracing::warn!(blob = %hash, "manifest refused: {e}");
+            AddError::Refused(format!("manifest {hash}: {e}"))
+        })
     }
 
     /// Tags a blob that is complete in the store, makes it durable and records it; with

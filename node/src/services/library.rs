@@ -13,9 +13,10 @@ use streamgate_protocol::{
     bounded::BoundedMap,
     manifest::{MAX_MANIFEST_BYTES, SegmentRef, Track},
 };
-use streamgate_swarm::{SwarmHandle, daemon::unix_now};
+use streamgate_swarm::{SwarmHandle, daemon::unix_now, identity::Identity};
 use tokio::sync::Semaphore;
 
+use super::access::keys;
 use super::{
     blobs::{AddError, Blobs},
     fetch::{FetchError, FetchRequest, Fetcher, Source},
@@ -57,6 +58,8 @@ pub struct Library {
     fetcher: Fetcher,
     swarm: SwarmHandle,
     presence: Arc<Presence>,
+    /// Opens this node's key wraps, to refuse manifests carrying copied ones.
+    identity: Identity,
     /// Verified manifests recently served.
     cache: Mutex<BoundedMap<ContentHash, Arc<SignedManifest>>>,
     /// For manifests this node holds only in part: the blobs it still lacks.
@@ -71,6 +74,7 @@ impl Library {
         fetcher: Fetcher,
         swarm: SwarmHandle,
         presence: Arc<Presence>,
+        identity: Identity,
     ) -> Self {
         Self {
             db,
@@ -78,6 +82,7 @@ impl Library {
             fetcher,
             swarm,
             presence,
+            identity,
             cache: Mutex::new(BoundedMap::new(MANIFEST_CACHE)),
             missing: Mutex::new(BoundedMap::new(MANIFEST_CACHE)),
             prefetches: Arc::new(Semaphore::new(MAX_PREFETCHES)),
@@ -111,6 +116,19 @@ impl Library {
             .await
             .map_err(ManifestLoadError::Store)?;
         let signed = SignedManifest::decode_verified(&bytes).map_err(|e| invalid(e.to_string()))?;
+        if let Err(e) = keys::check_wraps(&signed.manifest, &self.identity.signing_key()) {
+            // Hostile: never listed, cached or provided. A copy fetched from the swarm is
+            // forgotten, so it is not provided again after a restart either.
+            tracing::warn!(manifest = %id, "manifest refused: {e}");
+            if self
+                .db
+                .blob(&id)?
+                .is_some_and(|b| b.origin == Origin::Fetched)
+            {
+                self.db.remove_blob(&id)?;
+            }
+            return Err(invalid(e.to_string()));
+        }
         let signed = Arc::new(signed);
         let entry = match self.db.manifest(&id)? {
             Some(entry) => entry,

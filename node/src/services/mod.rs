@@ -13,6 +13,7 @@ pub mod blobs;
 pub mod fetch;
 pub mod hot;
 pub mod library;
+pub mod operator;
 pub mod presence;
 pub mod publish;
 pub mod reputation;

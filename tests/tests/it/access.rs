@@ -18,22 +18,12 @@ use streamgate_tests::{
     chain::TestChain,
     http_client, init_node_dir,
     media::{decode_errors, make_clip, video_frames},
-    publish, start_node, test_config, wait_until,
+    operator_token, publish, start_bootstrap, start_node, status, test_config, wait_until,
 };
 
 /// A node that checks ownership on `chains` (chain id, RPC URL, registry).
 fn gated_node(dir: &Path, chains: &[(u64, String, Option<Address>)]) -> Node {
-    let mut config = test_config();
-    config.chains = chains
-        .iter()
-        .map(|(id, url, registry)| ChainConfig {
-            chain_id: *id,
-            rpc_urls: vec![url.clone()],
-            registry: registry.map(|r| r.to_string()),
-        })
-        .collect();
-    init_node_dir(dir, &config).expect("init");
-    start_node(dir, &[]).expect("node")
+    gated_node_joining(dir, chains, &[])
 }
 
 fn publish_gated(node: &Node, clip: &Path, gate: &str, state: &Path) -> String {
@@ -500,6 +490,319 @@ fn the_registry_entry_of_the_registrant_overrides_the_manifest_and_a_dead_rpc_fa
     assert_eq!(
         (code, body["error"].as_str()),
         (503, Some("chain_unavailable")),
+        "{body}"
+    );
+}
+
+/// `METHOD url` with an optional bearer token and body; the status and the JSON answer.
+fn call(method: &str, url: &str, token: Option<&str>, body: Option<Vec<u8>>) -> (u16, Value) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = http_client().request(method, url);
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            request = request.body(b);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    })
+}
+
+#[test]
+fn a_manifest_reusing_another_videos_key_wraps_releases_nothing_by_any_route() {
+    use ed25519_dalek::SigningKey;
+    use streamgate_protocol::SignedManifest;
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let chain = runtime.block_on(TestChain::start(31337)).expect("chain");
+    let root = tempfile::tempdir().expect("tempdir");
+    let bootstrap = start_bootstrap(&root.path().join("bootstrap")).expect("bootstrap");
+    let entry = vec![bootstrap.info.listen_addrs[0].clone()];
+    let chains = [(31337, chain.rpc_url(), Some(chain.registry))];
+    let key_server = gated_node_joining(&root.path().join("key-server"), &chains, &entry);
+    // A node the attacker runs, in the same swarm.
+    let attackers_node = gated_node_joining(&root.path().join("attacker"), &chains, &entry);
+    let clip = root.path().join("clip.mp4");
+    make_clip(&clip, 4, "640x360", 30, true).expect("clip");
+    let (holder, holder_key) = chain.account(1);
+    let (creator, _) = chain.account(3);
+    let (attacker, attacker_eth_key) = chain.account(4);
+    runtime.block_on(chain.mint_pass(holder)).expect("mint");
+    // What the attacker does hold: their own token, to gate their copy on.
+    runtime
+        .block_on(chain.mint_1155(attacker, 99, 1))
+        .expect("attacker's own token");
+    let registrant = creator.to_string();
+    let victim_id = publish(
+        &key_server.info.api_url,
+        &clip,
+        &[
+            "--ladder",
+            "360p",
+            "--gate",
+            &format!("erc721:31337:{}", chain.pass),
+            "--registrant",
+            &registrant,
+        ],
+        &root.path().join("state"),
+    )
+    .unwrap_or_else(|e| panic!("publish failed: {e}"))
+    .manifest_id;
+    let holder_token = sign_in(&key_server, &holder_key, &[]).expect("holder signs in");
+    assert_eq!(
+        key_status(&key_server, &victim_id, Some(&holder_token)).0,
+        200
+    );
+    let attacker_token = sign_in(&key_server, &attacker_eth_key, &[]).expect("attacker signs in");
+    assert_eq!(
+        key_status(&key_server, &victim_id, Some(&attacker_token)).0,
+        403,
+        "no pass, no key"
+    );
+
+    // The manifest is public: the attacker reads it and re-signs its key wraps as their own.
+    let api = &key_server.info.api_url;
+    let runtime_get = |url: String| {
+        runtime.block_on(async {
+            http_client()
+                .get(url)
+                .send()
+                .await
+                .expect("get")
+                .bytes()
+                .await
+                .expect("bytes")
+                .to_vec()
+        })
+    };
+    let victim = SignedManifest::decode_verified(&runtime_get(format!("{api}/blob/{victim_id}")))
+        .expect("the victim's manifest");
+    let attacker_ed = SigningKey::from_bytes(&[0xa7; 32]);
+    let forge = |relax: &dyn Fn(&mut streamgate_protocol::Manifest)| {
+        let mut manifest = victim.manifest.clone();
+        manifest.creator = attacker_ed.verifying_key().to_bytes();
+        manifest.title = "free to watch".into();
+        relax(&mut manifest);
+        manifest.sign(&attacker_ed)
+    };
+    // Gated on a token the attacker holds.
+    let own_policy = forge(&|m| {
+        m.access = Some(
+            format!("erc1155:31337:{}:99:1", chain.pass1155)
+                .parse()
+                .expect("gate"),
+        );
+    });
+    // Registered by the attacker as public in the ContentRegistry.
+    let registered_public = forge(&|m| {
+        if let Some(access) = &mut m.access {
+            access.registrant = Some(attacker);
+        }
+    });
+    runtime
+        .block_on(chain.register_public(4, *registered_public.id().as_bytes()))
+        .expect("attacker registers their copy as public");
+    let blobs_before = status(api).expect("status").blobs;
+    let operator = operator_token(api);
+
+    for forged in [own_policy, registered_public] {
+        let (bytes, id) = (forged.encode(), forged.id().to_string());
+        // Straight to the key server: no operator token, no upload at all.
+        let (code, body) = call(
+            "POST",
+            &format!("{api}/api/v1/blobs"),
+            None,
+            Some(bytes.clone()),
+        );
+        assert_eq!(
+            (code, body["error"].as_str()),
+            (401, Some("operator_token_required"))
+        );
+        // An operator tricked into adding it: refused, and the answer says why.
+        let (code, body) = call(
+            "POST",
+            &format!("{api}/api/v1/blobs"),
+            Some(&operator),
+            Some(bytes.clone()),
+        );
+        assert_eq!(
+            (code, body["error"].as_str()),
+            (422, Some("manifest_refused")),
+            "{body}"
+        );
+        assert!(
+            body["message"].as_str().unwrap_or("").contains("copied"),
+            "{body}"
+        );
+
+        // Through the swarm: the attacker's node stores and provides it (it holds no wrap, so
+        // it cannot tell), and the key server is asked for it by every route that reads.
+        let theirs = &attackers_node.info.api_url;
+        let (code, body) = call(
+            "POST",
+            &format!("{theirs}/api/v1/blobs"),
+            Some(&operator_token(theirs)),
+            Some(bytes),
+        );
+        assert_eq!(code, 201, "the attacker's node takes it: {body}");
+        let mut last = (0, Value::Null);
+        let found = wait_until(Duration::from_secs(30), || {
+            last = call("GET", &format!("{api}/api/v1/manifests/{id}"), None, None);
+            last.0 != 404
+        });
+        assert!(
+            found,
+            "the key server never found the forged manifest: {:?}",
+            last
+        );
+        let refused = |(code, body): (u16, Value)| {
+            code == 422
+                && body["error"] == "invalid_manifest"
+                && body["message"].as_str().unwrap_or("").contains("copied")
+        };
+        assert!(refused(last.clone()), "manifest: {last:?}");
+        for (method, path, token) in [
+            ("GET", format!("/hls/{id}/master.m3u8"), None),
+            ("GET", format!("/hls/{id}/360p/index.m3u8"), None),
+            ("GET", format!("/keys/{id}"), Some(attacker_token.as_str())),
+            ("GET", format!("/keys/{id}"), Some(holder_token.as_str())),
+            (
+                "POST",
+                format!("/api/v1/manifests/{id}/pin"),
+                Some(operator.as_str()),
+            ),
+        ] {
+            let answer = call(method, &format!("{api}{path}"), token, None);
+            assert!(refused(answer.clone()), "{method} {path}: {answer:?}");
+        }
+        let (_, listed) = call("GET", &format!("{api}/api/v1/manifests"), None, None);
+        assert!(
+            !listed.to_string().contains(&id),
+            "the forged manifest is listed: {listed}"
+        );
+    }
+    // Nothing was kept, so nothing is provided, now or after a restart.
+    assert_eq!(status(api).expect("status").blobs, blobs_before);
+
+    // The registry cannot relax someone else's video: the attacker's public entry for the
+    // victim's id is not the registrant's, so it counts for nothing.
+    let mut victim_bytes = [0u8; 32];
+    hex::decode_to_slice(&victim_id, &mut victim_bytes).expect("hex");
+    runtime
+        .block_on(chain.register_public(4, victim_bytes))
+        .expect("attacker registers the victim's id");
+    let (code, body) = key_status(&key_server, &victim_id, Some(&attacker_token));
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (403, Some("not_entitled")),
+        "{body}"
+    );
+    assert_eq!(
+        key_status(&key_server, &victim_id, Some(&holder_token)).0,
+        200
+    );
+}
+
+/// [`gated_node`] that joins the swarm through `bootstrap`.
+fn gated_node_joining(
+    dir: &Path,
+    chains: &[(u64, String, Option<Address>)],
+    bootstrap: &[String],
+) -> Node {
+    let mut config = test_config();
+    config.chains = chains
+        .iter()
+        .map(|(id, url, registry)| ChainConfig {
+            chain_id: *id,
+            rpc_urls: vec![url.clone()],
+            registry: registry.map(|r| r.to_string()),
+        })
+        .collect();
+    init_node_dir(dir, &config).expect("init");
+    start_node(dir, bootstrap).expect("node")
+}
+
+#[test]
+fn sign_in_and_key_requests_stay_on_the_node_they_were_meant_for() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let chain = runtime.block_on(TestChain::start(31337)).expect("chain");
+    let root = tempfile::tempdir().expect("tempdir");
+    let (_, key) = chain.account(1);
+
+    // A node claiming another domain than the URL the CLI was given: the CLI signs nothing.
+    let mut config = test_config();
+    config.access.public_origin = "https://node.example.org".into();
+    config.chains = vec![ChainConfig {
+        chain_id: 31337,
+        rpc_urls: vec![chain.rpc_url()],
+        registry: None,
+    }];
+    let liar_dir = root.path().join("liar");
+    init_node_dir(&liar_dir, &config).expect("init");
+    let liar = start_node(&liar_dir, &[]).expect("node");
+    let refused = sign_in(&liar, &key, &[]).expect_err("signed in for another domain");
+    assert!(
+        refused.contains("refusing to sign in for another domain")
+            && refused.contains("node.example.org"),
+        "{refused}"
+    );
+
+    // A node without a wrap of the key serves the gated playlist with a same-origin key
+    // URI, and there answers which key servers hold the key.
+    let bootstrap = start_bootstrap(&root.path().join("bootstrap")).expect("bootstrap");
+    let entry = vec![bootstrap.info.listen_addrs[0].clone()];
+    let chains = [(31337, chain.rpc_url(), None)];
+    let publisher = gated_node_joining(&root.path().join("publisher"), &chains, &entry);
+    let other = gated_node_joining(&root.path().join("other"), &chains, &entry);
+    let clip = root.path().join("clip.mp4");
+    make_clip(&clip, 4, "640x360", 30, true).expect("clip");
+    let id = publish_gated(
+        &publisher,
+        &clip,
+        &format!("erc721:31337:{}", chain.pass),
+        &root.path().join("state"),
+    );
+    let playlist_url = format!("{}/hls/{id}/360p/index.m3u8", other.info.api_url);
+    let mut playlist = String::new();
+    let served = wait_until(Duration::from_secs(30), || {
+        playlist = runtime.block_on(async {
+            match http_client().get(&playlist_url).send().await {
+                Ok(r) if r.status().is_success() => r.text().await.unwrap_or_default(),
+                _ => String::new(),
+            }
+        });
+        !playlist.is_empty()
+    });
+    assert!(served, "the other node never served the playlist");
+    let key_lines: Vec<&str> = playlist
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-KEY"))
+        .collect();
+    assert_eq!(
+        key_lines,
+        [format!("#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/{id}\"").as_str()],
+        "{playlist}"
+    );
+    let token = sign_in(&other, &key, &[]).expect("sign in on the other node");
+    let (code, body) = key_status(&other, &id, Some(&token));
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (409, Some("no_key_here")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&publisher.info.api_url),
         "{body}"
     );
 }

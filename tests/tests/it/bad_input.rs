@@ -15,7 +15,7 @@ use libp2p::{
 };
 use streamgate_protocol::{Announcement, ContentHash, NodeRecord, announce::ANNOUNCE_TOPIC};
 use streamgate_tests::{
-    add_file, get_file, init_node_dir, start_node, status, test_bytes, test_config,
+    add_file, get_file, init_node_dir, operator_token, start_node, status, test_bytes, test_config,
 };
 
 /// Sends raw bytes to `addr` and returns whatever comes back before the server closes or
@@ -107,9 +107,13 @@ fn bad_http_requests_get_clear_errors_and_nothing_stored_is_lost() {
 
     // Huge bodies, announced and not announced. The announced one is refused from its
     // headers alone, before any body byte is read.
+    let token = operator_token(&api);
     let reply = raw_http(
         &host,
-        b"POST /api/v1/blobs HTTP/1.1\r\nHost: x\r\nContent-Length: 2097152\r\n\r\n",
+        format!(
+            "POST /api/v1/blobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 2097152\r\n\r\n"
+        )
+        .as_bytes(),
     );
     assert!(
         first_line(&reply).contains(" 413 "),
@@ -123,6 +127,7 @@ fn bad_http_requests_get_clear_errors_and_nothing_stored_is_lost() {
     let code = runtime.block_on(async {
         client
             .post(format!("{api}/api/v1/blobs"))
+            .bearer_auth(&token)
             .body(chunked)
             .send()
             .await

@@ -6,6 +6,7 @@ mod bad_input;
 mod data_plane;
 mod faults;
 mod media;
+mod operator;
 mod publish;
 mod restart;
 mod swarm;

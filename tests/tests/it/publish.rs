@@ -8,12 +8,13 @@ use std::{
 
 use serde_json::Value;
 use streamgate_tests::{
-    add_file, bin, cli, http_client, init_node_dir, liar_config,
+    add_file, cli, http_client, init_node_dir, liar_config,
     media::{
         decode_errors, ffmpeg, make_clip, segment_starts_with_keyframe, stream_duration,
         video_frames,
     },
-    provider_standing, publish, start_bootstrap, start_node, status, test_config, wait_until,
+    operator_token, provider_standing, publish, start_bootstrap, start_node, status, streamgate,
+    test_config, wait_until,
 };
 
 fn get_bytes(url: &str) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
@@ -36,9 +37,9 @@ fn spawn_publish(
     clip: &std::path::Path,
     state: &std::path::Path,
 ) -> std::process::Child {
-    Command::new(bin("streamgate"))
+    streamgate(api)
         .env("STREAMGATE_STATE_DIR", state)
-        .args(["--node", api, "--json", "publish"])
+        .args(["--json", "publish"])
         .arg(clip)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -50,7 +51,12 @@ fn spawn_publish(
 fn jobs(api: &str) -> Value {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        match http_client().get(format!("{api}/api/v1/jobs")).send().await {
+        match http_client()
+            .get(format!("{api}/api/v1/jobs"))
+            .bearer_auth(operator_token(api))
+            .send()
+            .await
+        {
             Ok(r) => r.json().await.unwrap_or(Value::Null),
             Err(_) => Value::Null,
         }
@@ -320,16 +326,9 @@ fn an_interrupted_upload_resumes_and_publishes_the_same_bytes() {
     );
     let state = root.path().join("state");
 
-    let mut first = Command::new(bin("streamgate"))
+    let mut first = streamgate(&node.info.api_url)
         .env("STREAMGATE_STATE_DIR", &state)
-        .args([
-            "--node",
-            &node.info.api_url,
-            "--json",
-            "publish",
-            "--upload-rate",
-            "4000000",
-        ])
+        .args(["--json", "publish", "--upload-rate", "4000000"])
         .arg(&clip)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -347,10 +346,12 @@ fn an_interrupted_upload_resumes_and_publishes_the_same_bytes() {
             .map(str::to_string)
     };
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let token = operator_token(&node.info.api_url);
     let offset = |url: &str| -> u64 {
         runtime.block_on(async {
             http_client()
                 .head(url)
+                .bearer_auth(&token)
                 .header("Tus-Resumable", "1.0.0")
                 .send()
                 .await

@@ -1,14 +1,11 @@
 //! Restarts: a clean restart keeps everything; `kill -9` in the middle of an add never
 //! leaves a blob that is served as complete but wrong.
 
-use std::{
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{process::Stdio, time::Duration};
 
 use streamgate_tests::{
-    add_file, bin, get_file, http_client, init_node_dir, start_bootstrap, start_node, status,
-    test_bytes, test_config,
+    add_file, get_file, http_client, init_node_dir, start_bootstrap, start_node, status,
+    streamgate, test_bytes, test_config,
 };
 
 #[test]
@@ -75,8 +72,8 @@ fn kill_9_during_add_never_leaves_a_wrong_blob_served_as_complete() {
         let hash = blake3::hash(&payload).to_hex().to_string();
         let stored_before = status_blobs_offline(&dir);
         let mut node = start_node(&dir, &[]).expect("start");
-        let mut add = Command::new(bin("streamgate"))
-            .args(["--node", &node.info.api_url, "add"])
+        let mut add = streamgate(&node.info.api_url)
+            .arg("add")
             .arg(&file)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -112,7 +112,7 @@ pub enum KeyError {
     #[error("this node holds no key for this video; its key servers are {elsewhere:?}")]
     NoKeyHere { elsewhere: Vec<String> },
     #[error("{0}")]
-    Unusable(String),
+    Unusable(#[from] keys::WrapError),
 }
 
 /// Everything gating needs: sessions, chains, cached ownership, and the node key that
@@ -398,21 +398,24 @@ impl Access {
         let (Some(policy), Some(encryption)) = (&manifest.access, &manifest.encryption) else {
             return Err(KeyError::NotGated);
         };
-        self.check(*id.as_bytes(), policy, viewer).await?;
-        match keys::unseal(encryption, &self.identity.signing_key()) {
-            Some(Ok(key)) => {
-                tracing::info!(manifest = %id, %viewer, "content key released");
-                Ok(key)
+        // The wrap is opened, and its binding to this manifest checked, before the policy:
+        // a manifest carrying copied wraps learns nothing, not even whether the viewer passes.
+        let key = match keys::open(manifest, &self.identity.signing_key()) {
+            Some(Ok(key)) => key,
+            Some(Err(e)) => return Err(KeyError::Unusable(e)),
+            None => {
+                return Err(KeyError::NoKeyHere {
+                    elsewhere: encryption
+                        .key_wraps
+                        .iter()
+                        .filter_map(|w| w.url.clone())
+                        .collect(),
+                });
             }
-            Some(Err(e)) => Err(KeyError::Unusable(e)),
-            None => Err(KeyError::NoKeyHere {
-                elsewhere: encryption
-                    .key_wraps
-                    .iter()
-                    .filter_map(|w| w.url.clone())
-                    .collect(),
-            }),
-        }
+        };
+        self.check(*id.as_bytes(), policy, viewer).await?;
+        tracing::info!(manifest = %id, %viewer, "content key released");
+        Ok(key)
     }
 }
 

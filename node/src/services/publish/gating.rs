@@ -1,9 +1,15 @@
-//! Gated publishing: a fresh content key, sealed to this node and to every key server.
+//! Gated publishing: a fresh content key, sealed to this node and to every key server once
+//! the manifest it is bound to is complete.
+//!
+//! Key servers are named `NODE_ID@URL` by the creator: the node id is what the key is sealed
+//! to, the URL only where players reach it. Nothing is fetched from a key server, so a
+//! publish cannot make the node request arbitrary URLs, and no key is ever sealed to
+//! whoever happened to answer at an address.
 
-use std::time::Duration;
-
-use serde::Deserialize;
-use streamgate_protocol::access::{AccessPolicy, Encryption, EncryptionMethod};
+use streamgate_protocol::{
+    Manifest,
+    access::{AccessPolicy, Encryption, EncryptionMethod, WrappedKey},
+};
 use streamgate_swarm::identity::Identity;
 
 use super::PublishError;
@@ -12,23 +18,32 @@ use crate::services::access::{
     keys::{self, ContentKey},
 };
 
-/// How long a key server may take to say who it is.
-const KEY_SERVER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A gated video's policy, content key, and the key sealed to every key server.
+/// A gated video's policy, content key, and the nodes its key is sealed to.
 pub(super) struct Gating {
     pub policy: AccessPolicy,
     pub key: ContentKey,
-    pub encryption: Encryption,
+    /// Node key and public URL of each key server, this node first.
+    servers: Vec<([u8; 32], String)>,
 }
 
-/// What a key server's status says of its identity.
-#[derive(Deserialize)]
-struct KeyServerIdentity {
-    node_id: String,
+/// A key server as the creator names it: `NODE_ID@URL`, the node id in hex (its Ed25519
+/// public key, as `GET /api/v1/status` and `streamgate status` show it).
+pub fn parse_key_server(text: &str) -> Result<([u8; 32], String), String> {
+    let (id, url) = text.split_once('@').ok_or_else(|| {
+        format!("key server {text:?} is not NODE_ID@URL (the node id from its `streamgate status`)")
+    })?;
+    let mut node_key = [0u8; 32];
+    hex::decode_to_slice(id, &mut node_key)
+        .map_err(|_| format!("key server {text:?}: the node id is not 64 hex digits"))?;
+    ed25519_dalek::VerifyingKey::from_bytes(&node_key)
+        .map_err(|_| format!("key server {text:?}: the node id is not an Ed25519 key"))?;
+    let url = url.trim_end_matches('/');
+    streamgate_protocol::access::check_key_server_url(url)
+        .map_err(|e| format!("key server {text:?}: {e}"))?;
+    Ok((node_key, url.to_string()))
 }
 
-pub(super) async fn prepare(
+pub(super) fn prepare(
     policy: AccessPolicy,
     key_servers: &[String],
     identity: &Identity,
@@ -40,39 +55,46 @@ pub(super) async fn prepare(
             policy.chain_id
         );
     }
-    let key = keys::new_content_key();
-    let mut key_wraps = vec![
-        keys::seal(&key, &identity.public_key(), Some(access.origin.clone()))
-            .map_err(PublishError::KeyServer)?,
-    ];
-    let client = reqwest::Client::builder()
-        .timeout(KEY_SERVER_TIMEOUT)
-        .build()
-        .map_err(|e| PublishError::KeyServer(e.to_string()))?;
-    for url in key_servers {
-        let url = url.trim_end_matches('/');
-        let status: KeyServerIdentity = client
-            .get(format!("{url}/api/v1/status"))
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| PublishError::KeyServer(format!("cannot reach {url}: {e}")))?
-            .json()
-            .await
-            .map_err(|e| PublishError::KeyServer(format!("{url} answered oddly: {e}")))?;
-        let mut node_key = [0u8; 32];
-        hex::decode_to_slice(&status.node_id, &mut node_key)
-            .map_err(|_| PublishError::KeyServer(format!("{url} did not say its node id")))?;
-        key_wraps.push(
-            keys::seal(&key, &node_key, Some(url.to_string())).map_err(PublishError::KeyServer)?,
-        );
+    let mut servers = vec![(identity.public_key(), access.origin.clone())];
+    for text in key_servers {
+        let server = parse_key_server(text).map_err(PublishError::KeyServer)?;
+        if !servers.iter().any(|(key, _)| *key == server.0) {
+            servers.push(server);
+        }
     }
     Ok(Gating {
         policy,
-        key,
-        encryption: Encryption {
-            method: EncryptionMethod::Aes128,
-            key_wraps,
-        },
+        key: keys::new_content_key(),
+        servers,
     })
+}
+
+impl Gating {
+    /// Puts the policy into `manifest` and seals the key to every key server, bound to the
+    /// finished manifest (everything in it but the sealed bytes).
+    pub fn seal_into(self, manifest: &mut Manifest) -> Result<(), PublishError> {
+        manifest.access = Some(self.policy);
+        manifest.encryption = Some(Encryption {
+            method: EncryptionMethod::Aes128,
+            key_wraps: self
+                .servers
+                .iter()
+                .map(|(node_key, url)| WrappedKey {
+                    node_key: *node_key,
+                    url: Some(url.clone()),
+                    sealed: Vec::new(),
+                })
+                .collect(),
+        });
+        let binding = manifest.key_binding();
+        let sealed: Result<Vec<WrappedKey>, String> = self
+            .servers
+            .into_iter()
+            .map(|(node_key, url)| keys::seal(&self.key, &binding, &node_key, Some(url)))
+            .collect();
+        if let Some(encryption) = &mut manifest.encryption {
+            encryption.key_wraps = sealed.map_err(PublishError::KeyServer)?;
+        }
+        Ok(())
+    }
 }

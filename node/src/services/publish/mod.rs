@@ -133,6 +133,9 @@ pub fn validate(
     if request.key_servers.len() + 1 > streamgate_protocol::access::MAX_KEY_WRAPS {
         return Err(PublishError::BadGate("too many key servers".into()));
     }
+    for server in &request.key_servers {
+        gating::parse_key_server(server).map_err(PublishError::BadGate)?;
+    }
     Ok(Validated {
         ladder_text,
         ladder,
@@ -393,15 +396,12 @@ impl Publisher {
             probed.info.video.as_ref().map(|v| v.codec.as_str()),
         );
         let gating = match &validated.gate {
-            Some(policy) => Some(
-                gating::prepare(
-                    policy.clone(),
-                    &validated.key_servers,
-                    &self.parts.identity,
-                    &self.parts.access,
-                )
-                .await?,
-            ),
+            Some(policy) => Some(gating::prepare(
+                policy.clone(),
+                &validated.key_servers,
+                &self.parts.identity,
+                &self.parts.access,
+            )?),
             None => None,
         };
         self.report(id, |p| p.duration_secs = probed.info.duration_secs);
@@ -449,8 +449,7 @@ impl Publisher {
             )
             .map_err(|e| PublishError::Media(e.to_string()))?;
         if let Some(gating) = gating {
-            manifest.access = Some(gating.policy);
-            manifest.encryption = Some(gating.encryption);
+            gating.seal_into(&mut manifest)?;
         }
         let signed = manifest.sign(&self.parts.identity.signing_key());
         signed
@@ -569,5 +568,30 @@ mod tests {
         };
         let ok = validate(&gated, &defaults, None).expect("valid gate");
         assert!(ok.gate.is_some_and(|g| g.registrant.is_some()));
+        let node_id = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+        let with_server = |server: &str| PublishRequest {
+            key_servers: vec![server.to_string()],
+            ..gated.clone()
+        };
+        validate(
+            &with_server(&format!("{node_id}@http://10.0.0.2:7700")),
+            &defaults,
+            None,
+        )
+        .expect("NODE_ID@URL");
+        for bad_server in [
+            "http://10.0.0.2:7700".to_string(),
+            format!("{node_id}@ftp://10.0.0.2"),
+            format!("{node_id}@http://host/\"#EXT-X-KEY"),
+            format!("{}@http://10.0.0.2:7700", &node_id[..60]),
+        ] {
+            assert!(
+                matches!(
+                    validate(&with_server(&bad_server), &defaults, None),
+                    Err(PublishError::BadGate(_))
+                ),
+                "{bad_server}"
+            );
+        }
     }
 }
