@@ -201,6 +201,9 @@ pub struct TestingConfig {
     /// Flip one bit of the byte at this offset of every blob stream this node serves, so
     /// that fetchers see bytes that fail verification (a malicious or broken provider).
     pub corrupt_served_byte_at: Option<u64>,
+    /// Wait this long between the chain's answer granting access and caching it, so that a
+    /// test can land a transfer exactly in between.
+    pub ownership_check_delay_ms: Option<u64>,
 }
 
 impl Default for SwarmConfig {

@@ -145,6 +145,11 @@ async fn run(
             "testing.corrupt_served_byte_at is set: this node serves corrupt bytes on purpose"
         );
     }
+    if config.testing.ownership_check_delay_ms.is_some() {
+        tracing::warn!(
+            "testing.ownership_check_delay_ms is set: ownership checks are slowed on purpose"
+        );
+    }
     let descriptors = raise_descriptor_limit();
     tracing::debug!(descriptors, "open descriptor limit");
     let api_addr = config.api.listen;

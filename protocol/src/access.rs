@@ -6,7 +6,7 @@ use alloy_primitives::{Address, U256};
 use serde::{Deserialize, Serialize};
 
 /// Token standard of the gating contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenStandard {
     Erc721,

@@ -184,6 +184,15 @@ impl TestChain {
         Ok(())
     }
 
+    /// Mines `blocks` empty blocks at once.
+    pub async fn mine(&self, blocks: u64) -> anyhow::Result<()> {
+        let _: serde_json::Value = self
+            .provider(0)
+            .raw_request("anvil_mine".into(), (U256::from(blocks),))
+            .await?;
+        Ok(())
+    }
+
     pub async fn block_number(&self) -> anyhow::Result<u64> {
         Ok(self.provider(0).get_block_number().await?)
     }

@@ -806,3 +806,83 @@ fn sign_in_and_key_requests_stay_on_the_node_they_were_meant_for() {
         "{body}"
     );
 }
+
+#[test]
+fn a_transfer_landing_between_the_chain_answer_and_the_cache_insert_leaves_no_grant() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let chain = runtime.block_on(TestChain::start(31337)).expect("chain");
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config();
+    config.chains = vec![ChainConfig {
+        chain_id: 31337,
+        rpc_urls: vec![chain.rpc_url()],
+        registry: None,
+    }];
+    // Every granting ownership check waits 5 s between the chain's answer and caching it.
+    config.testing.ownership_check_delay_ms = Some(5000);
+    let dir = root.path().join("node");
+    init_node_dir(&dir, &config).expect("init");
+    let node = start_node(&dir, &[]).expect("node");
+    let clip = root.path().join("clip.mp4");
+    make_clip(&clip, 2, "640x360", 30, true).expect("clip");
+    let (holder, holder_key) = chain.account(1);
+    let (buyer, _) = chain.account(2);
+    let token_id = runtime.block_on(chain.mint_pass(holder)).expect("mint");
+    let id = publish_gated(
+        &node,
+        &clip,
+        &format!("erc721:31337:{}", chain.pass),
+        &root.path().join("state"),
+    );
+    let token = sign_in(&node, &holder_key, &[]).expect("sign in");
+
+    // The check asks the chain (the holder still owns the pass), then waits; the pass is
+    // sold during that wait, after the answer and before the insert.
+    let started = Instant::now();
+    let in_flight = {
+        let (node_api, id, token) = (node.info.api_url.clone(), id.clone(), token.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("runtime");
+            runtime.block_on(async {
+                http_client()
+                    .get(format!("{node_api}/keys/{id}"))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    runtime
+        .block_on(chain.transfer_pass(1, buyer, token_id))
+        .expect("transfer");
+    let sold = Instant::now();
+    // Once the follower has seen the sale, more blocks move it out of the window the follower
+    // reads again each tick: the insert that follows meets nothing but its own check.
+    std::thread::sleep(Duration::from_millis(1500));
+    runtime.block_on(chain.mine(20)).expect("mine");
+    assert_eq!(
+        in_flight.join().expect("request"),
+        200,
+        "the check in flight read the chain before the sale"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "the answer came back before the sale was mined"
+    );
+
+    // What was answered during the sale is not cached: the next request asks again.
+    let mut last = 0;
+    let refused = wait_until(Duration::from_secs(10), || {
+        last = key_status(&node, &id, Some(&token)).0;
+        last == 403
+    });
+    assert!(
+        refused,
+        "still answering {last} {:?} after the sale",
+        sold.elapsed()
+    );
+    assert!(sold.elapsed() <= Duration::from_secs(10));
+}

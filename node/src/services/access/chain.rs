@@ -5,12 +5,13 @@ use std::{
     collections::HashSet,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicI64, Ordering},
+        atomic::{AtomicI64, AtomicU64, Ordering},
     },
     time::Duration,
 };
 
 use alloy::{
+    eips::BlockId,
     primitives::{Address, B256, Bytes, U256},
     providers::{DynProvider, Provider, ProviderBuilder},
     rpc::types::Filter,
@@ -33,24 +34,40 @@ const MAX_WATCHED: usize = 4096;
 /// Blocks asked for at once by the follower, so a long outage does not ask for everything.
 const MAX_BLOCK_SPAN: u64 = 2000;
 
-/// A contract that reverts a balance query (not a token of that standard, say) holds
-/// nothing for anyone; only transport failures are errors.
-fn zero_on_revert(result: Result<U256, alloy::contract::Error>) -> Result<U256, String> {
-    match result {
-        Ok(balance) => Ok(balance),
-        Err(alloy::contract::Error::TransportError(e)) if e.as_error_resp().is_none() => {
-            Err(e.to_string())
-        }
-        Err(_) => Ok(U256::ZERO),
+/// Blocks the follower reads again at every tick, so a transfer a reorganisation moves
+/// into a block it already read is still seen.
+const RESCAN_BLOCKS: u64 = 12;
+
+/// Whether a contract call's failure is the contract's own answer (it reverted, or returned
+/// nothing: not a token of that standard, no such token), as opposed to the RPC failing.
+/// Only an answer may become a "no"; anything else is an error, and a 503.
+fn is_contract_answer(error: &alloy::contract::Error) -> bool {
+    use alloy::contract::Error;
+    match error {
+        Error::TransportError(e) => e.as_error_resp().is_some_and(|payload| {
+            // EIP-1474 code 3 is "execution reverted"; some nodes use -32000 with that text.
+            payload.code == 3 || payload.message.to_ascii_lowercase().contains("revert")
+        }),
+        Error::ZeroData(..) | Error::AbiError(_) => true,
+        _ => false,
     }
 }
 
-/// Why a chain call failed: every configured URL failed or timed out.
+/// A balance, or zero when the contract answered with a revert.
+fn zero_on_revert(result: Result<U256, alloy::contract::Error>) -> Result<U256, String> {
+    match result {
+        Ok(balance) => Ok(balance),
+        Err(e) if is_contract_answer(&e) => Ok(U256::ZERO),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Why a chain call failed: every configured URL failed, timed out, or answered with an
+/// error. The message names no URL (they often carry API keys); the failures are logged.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("chain {chain_id}: no RPC endpoint answered ({last})")]
+#[error("chain {chain_id}: no RPC endpoint answered")]
 pub struct ChainUnavailable {
     pub chain_id: u64,
-    pub last: String,
 }
 
 /// What the registry says of a manifest, in one creator's entry.
@@ -67,6 +84,8 @@ pub struct Chain {
     providers: Vec<(String, DynProvider)>,
     /// Unix time until which cached grants for this chain may be used.
     healthy_until: AtomicI64,
+    /// The last block the follower has read transfers up to (0: not yet).
+    head: AtomicU64,
     watched: Mutex<HashSet<Address>>,
 }
 
@@ -88,6 +107,7 @@ impl Chain {
             registry,
             providers,
             healthy_until: AtomicI64::new(0),
+            head: AtomicU64::new(0),
             watched: Mutex::new(HashSet::new()),
         })
     }
@@ -98,30 +118,48 @@ impl Chain {
         F: Fn(DynProvider) -> Fut,
         Fut: std::future::Future<Output = Result<T, String>>,
     {
-        let mut last = String::from("no endpoint");
         for (url, provider) in &self.providers {
             match tokio::time::timeout(CALL_TIMEOUT, call(provider.clone())).await {
                 Ok(Ok(value)) => return Ok(value),
-                Ok(Err(e)) => last = format!("{url}: {e}"),
-                Err(_) => last = format!("{url}: timed out"),
+                Ok(Err(e)) => tracing::debug!(chain = self.chain_id, "{url}: {e}"),
+                Err(_) => tracing::debug!(chain = self.chain_id, "{url}: timed out"),
             }
         }
+        tracing::warn!(chain = self.chain_id, "no RPC endpoint answered");
         Err(ChainUnavailable {
             chain_id: self.chain_id,
-            last,
         })
+    }
+
+    /// The block ownership is read at on provider `p`: its latest, which must be at or
+    /// after the follower's head, so that any transfer after it is one the follower will
+    /// still see (and void a check in flight for). An endpoint behind the follower is
+    /// lagging, and not asked.
+    async fn read_block(&self, p: &DynProvider) -> Result<BlockId, String> {
+        let latest = p.get_block_number().await.map_err(|e| e.to_string())?;
+        let head = self.head.load(Ordering::Acquire);
+        if latest < head {
+            return Err(format!(
+                "endpoint is at block {latest}, behind the follower's {head}"
+            ));
+        }
+        Ok(BlockId::number(latest))
     }
 
     pub fn cache_trusted(&self) -> bool {
         self.healthy_until.load(Ordering::Relaxed) >= unix_now() as i64
     }
 
-    pub fn watch(&self, contract: Address) {
-        if let Ok(mut watched) = self.watched.lock()
-            && watched.len() < MAX_WATCHED
-        {
-            watched.insert(contract);
+    /// Asks the follower to watch `contract` for transfers; false when the watch list is
+    /// full (answers about that contract must then not be cached).
+    pub fn watch(&self, contract: Address) -> bool {
+        let Ok(mut watched) = self.watched.lock() else {
+            return false;
+        };
+        if watched.contains(&contract) {
+            return true;
         }
+        watched.len() < MAX_WATCHED && watched.insert(contract)
     }
 
     pub async fn erc721_balance(
@@ -130,7 +168,14 @@ impl Chain {
         owner: Address,
     ) -> Result<U256, ChainUnavailable> {
         self.call(|p| async move {
-            zero_on_revert(IERC721::new(contract, p).balanceOf(owner).call().await)
+            let block = self.read_block(&p).await?;
+            zero_on_revert(
+                IERC721::new(contract, p)
+                    .balanceOf(owner)
+                    .block(block)
+                    .call()
+                    .await,
+            )
         })
         .await
     }
@@ -142,13 +187,17 @@ impl Chain {
         token: U256,
     ) -> Result<Option<Address>, ChainUnavailable> {
         self.call(|p| async move {
-            match IERC721::new(contract, p).ownerOf(token).call().await {
+            let block = self.read_block(&p).await?;
+            match IERC721::new(contract, p)
+                .ownerOf(token)
+                .block(block)
+                .call()
+                .await
+            {
                 Ok(owner) => Ok(Some(owner)),
-                // A revert is an answer (no such token); a transport error is not.
-                Err(alloy::contract::Error::TransportError(e)) if e.as_error_resp().is_none() => {
-                    Err(e.to_string())
-                }
-                Err(_) => Ok(None),
+                // A revert is an answer (no such token); an RPC failure is not.
+                Err(e) if is_contract_answer(&e) => Ok(None),
+                Err(e) => Err(e.to_string()),
             }
         })
         .await
@@ -161,7 +210,14 @@ impl Chain {
         id: U256,
     ) -> Result<U256, ChainUnavailable> {
         self.call(|p| async move {
-            zero_on_revert(IERC1155::new(contract, p).balanceOf(owner, id).call().await)
+            let block = self.read_block(&p).await?;
+            zero_on_revert(
+                IERC1155::new(contract, p)
+                    .balanceOf(owner, id)
+                    .block(block)
+                    .call()
+                    .await,
+            )
         })
         .await
     }
@@ -232,38 +288,43 @@ impl Chain {
         loop {
             tick.tick().await;
             match self.follow_once(&cache, last).await {
-                Ok(latest) => {
-                    last = Some(latest);
-                    self.healthy_until
-                        .store(unix_now() as i64 + HEALTHY_FOR_SECS, Ordering::Relaxed);
+                Ok((head, caught_up)) => {
+                    last = Some(head);
+                    self.head.store(head, Ordering::Release);
+                    // Catching up after an outage is not vouching for the cache yet.
+                    if caught_up {
+                        self.healthy_until
+                            .store(unix_now() as i64 + HEALTHY_FOR_SECS, Ordering::Relaxed);
+                    }
                 }
                 Err(e) => tracing::debug!(chain = self.chain_id, "event follower: {e}"),
             }
         }
     }
 
+    /// One tick: reads the transfers of the blocks after `last` (and the last few again),
+    /// up to the chain's head or a span's worth. Returns the block read up to and whether
+    /// that is the head.
     async fn follow_once(
         &self,
         cache: &GrantCache,
         last: Option<u64>,
-    ) -> Result<u64, ChainUnavailable> {
+    ) -> Result<(u64, bool), ChainUnavailable> {
         let latest = self
             .call(|p| async move { p.get_block_number().await.map_err(|e| e.to_string()) })
             .await?;
         let Some(last) = last else {
-            return Ok(latest);
+            return Ok((latest, true));
         };
-        if latest <= last {
-            return Ok(last);
-        }
         let watched: Vec<Address> = self
             .watched
             .lock()
             .map(|w| w.iter().copied().collect())
             .unwrap_or_default();
-        if watched.is_empty() {
-            return Ok(latest);
+        if watched.is_empty() || latest == 0 {
+            return Ok((latest.max(last), true));
         }
+        let from = last.min(latest).saturating_sub(RESCAN_BLOCKS) + 1;
         let to = latest.min(last + MAX_BLOCK_SPAN);
         let filter = Filter::new()
             .address(watched)
@@ -272,7 +333,7 @@ impl Chain {
                 IERC1155::TransferSingle::SIGNATURE_HASH,
                 IERC1155::TransferBatch::SIGNATURE_HASH,
             ])
-            .from_block(last + 1)
+            .from_block(from.min(to))
             .to_block(to);
         let logs = self
             .call(|p| {
@@ -295,6 +356,6 @@ impl Chain {
                 cache.forget(self.chain_id, log.address(), account);
             }
         }
-        Ok(to)
+        Ok((to, to == latest))
     }
 }

@@ -130,6 +130,9 @@ pub struct Access {
     cache: Arc<GrantCache>,
     session_ttl: u64,
     cache_ttl: u64,
+    /// `testing.ownership_check_delay_ms`: a pause between the chain's granting answer and
+    /// caching it, so a test can land a transfer exactly there.
+    check_delay: std::time::Duration,
     followers: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -186,6 +189,9 @@ impl Access {
             cache,
             session_ttl: config.access.session_ttl_secs,
             cache_ttl: config.access.cache_ttl_secs,
+            check_delay: std::time::Duration::from_millis(
+                config.testing.ownership_check_delay_ms.unwrap_or(0),
+            ),
             followers,
         })
     }
@@ -341,20 +347,24 @@ impl Access {
         };
         let key = GrantKey {
             chain_id: effective.chain_id,
+            standard: effective.standard,
             contract: effective.contract,
             viewer,
             token_id: effective.token_id,
             min_balance: effective.min_balance,
         };
-        let now = unix_now();
         let cached = if chain.cache_trusted() {
-            self.cache.get(&key, now)
+            self.cache.get(&key, unix_now())
         } else {
             None
         };
         let allowed = match cached {
             Some(allowed) => allowed,
             None => {
+                // Watched and registered before the chain is asked: a transfer from here on
+                // either shows in the answer or voids it before it is cached.
+                let watched = chain.watch(effective.contract);
+                let check = self.cache.begin(key);
                 let allowed = match (effective.standard, effective.token_id) {
                     (TokenStandard::Erc721, Some(token)) => {
                         chain.erc721_owner(effective.contract, token).await? == Some(viewer)
@@ -370,8 +380,12 @@ impl Access {
                             >= U256::from(effective.min_balance)
                     }
                 };
-                chain.watch(effective.contract);
-                self.cache.insert(key, allowed, now + self.cache_ttl);
+                if allowed && !self.check_delay.is_zero() {
+                    tokio::time::sleep(self.check_delay).await;
+                }
+                if watched {
+                    check.cache(allowed, unix_now() + self.cache_ttl);
+                }
                 allowed
             }
         };
