@@ -166,11 +166,15 @@ async fn run(
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(
-        axum::serve(SendfileListener::new(listener), http::router(node.clone()))
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .into_future(),
+        axum::serve(
+            SendfileListener::new(listener),
+            http::router(node.clone())
+                .into_make_service_with_connect_info::<http::limits::ClientAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = stop_rx.await;
+        })
+        .into_future(),
     );
     let signal = tokio::select! {
         signal = shutdown_signal() => signal?,

@@ -9,30 +9,50 @@ use std::sync::Arc;
 
 use axum::{
     Json, Router,
-    extract::State,
-    http::{HeaderValue, StatusCode, header},
+    extract::{DefaultBodyLimit, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::from_fn_with_state,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use streamgate_api::v1::{NonceResponse, SessionResponse, SignInRequest};
 use streamgate_swarm::daemon::unix_now;
 
-use super::{ApiError, keys::SESSION_COOKIE};
+use super::{
+    ApiError,
+    keys::SESSION_COOKIE,
+    limits::{self, Class, RateLimits},
+};
 use crate::{
     node::Node,
-    services::access::{AccessError, SignInError},
+    services::access::{AccessError, MAX_MESSAGE_BYTES, MAX_SIGNATURE_HEX_BYTES, SignInError},
 };
 
-pub fn routes() -> Router<Arc<Node>> {
+pub fn routes(limits: &Arc<RateLimits>) -> Router<Arc<Node>> {
+    let limited = |class| from_fn_with_state((limits.clone(), class), limits::limit);
     Router::new()
-        .route("/api/v1/auth/nonce", get(nonce))
-        .route("/api/v1/auth/siwe", post(sign_in))
+        .route(
+            "/api/v1/auth/nonce",
+            get(nonce).route_layer(limited(Class::Nonce)),
+        )
+        .route(
+            "/api/v1/auth/siwe",
+            post(sign_in)
+                .route_layer(limited(Class::SignIn))
+                .layer(DefaultBodyLimit::max(MAX_SIGN_IN_BODY)),
+        )
 }
 
-async fn nonce(State(node): State<Arc<Node>>) -> Response {
+/// A sign-in body: the message and signature at their largest, quoted, with room to spare.
+const MAX_SIGN_IN_BODY: usize = 2 * (MAX_MESSAGE_BYTES + MAX_SIGNATURE_HEX_BYTES) + 1024;
+
+async fn nonce(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
     let access = &node.access;
+    let nonce = access
+        .new_nonce()
+        .map_err(|busy| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", busy.to_string()))?;
     let mut response = Json(NonceResponse {
-        nonce: access.new_nonce(),
+        nonce,
         domain: access.domain.clone(),
         origin: access.origin.clone(),
         chain_ids: access.chain_ids(),
@@ -41,7 +61,7 @@ async fn nonce(State(node): State<Arc<Node>>) -> Response {
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    Ok(response)
 }
 
 impl From<SignInError> for ApiError {
@@ -51,7 +71,8 @@ impl From<SignInError> for ApiError {
                 StatusCode::BAD_REQUEST
             }
             SignInError::Message(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            SignInError::Chain(_) => StatusCode::SERVICE_UNAVAILABLE,
+            SignInError::Chain(_) | SignInError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            SignInError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::UNAUTHORIZED,
         };
         ApiError::new(status, e.code(), e.to_string())
@@ -73,8 +94,23 @@ impl From<AccessError> for ApiError {
 
 async fn sign_in(
     State(node): State<Arc<Node>>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    // JSON only: a form on another site can post text/plain or form data without asking
+    // the browser's permission, and must not be able to sign anyone in (login CSRF).
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "json_required",
+            "send the sign-in as Content-Type: application/json",
+        ));
+    }
     let request: SignInRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -93,8 +129,15 @@ async fn sign_in(
         expires_at: session.expires_at,
     })
     .into_response();
+    // Secure whenever viewers reach the node over https: the cookie then never travels
+    // in clear.
+    let secure = if node.access.origin.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
     if let Ok(cookie) = HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax"
+        "{SESSION_COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
     )) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }

@@ -7,17 +7,28 @@ use axum::{
     Router,
     extract::{Path, Request, State},
     http::{HeaderMap, StatusCode, header},
+    middleware::from_fn_with_state,
     response::{IntoResponse, Response},
     routing::get,
 };
 
-use super::{ApiError, parse_hash};
+use super::{
+    ApiError,
+    limits::{self, Class, RateLimits},
+    parse_hash,
+};
 use crate::{node::Node, services::access::KeyError};
 
 pub const SESSION_COOKIE: &str = "sg_session";
 
-pub fn routes() -> Router<Arc<Node>> {
-    Router::new().route("/keys/{id}", get(key))
+pub fn routes(limits: &Arc<RateLimits>) -> Router<Arc<Node>> {
+    Router::new().route(
+        "/keys/{id}",
+        get(key).route_layer(from_fn_with_state(
+            (limits.clone(), Class::Key),
+            limits::limit,
+        )),
+    )
 }
 
 impl From<KeyError> for ApiError {

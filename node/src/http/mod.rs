@@ -21,6 +21,7 @@ pub mod blobs;
 pub mod gateway;
 pub mod jobs;
 pub mod keys;
+pub mod limits;
 pub mod operator;
 pub mod status;
 pub mod uploads;
@@ -46,6 +47,7 @@ use crate::{
 const MAX_CONCURRENT_REQUESTS: usize = 1024;
 
 pub fn router(node: Arc<Node>) -> Router {
+    let limits = Arc::new(limits::RateLimits::default());
     // Whatever writes or spends needs the operator token, and carries no CORS headers: no
     // other origin may use it or read its answers.
     let operator = Router::new()
@@ -61,8 +63,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .merge(blobs::routes())
         .merge(jobs::routes())
         .merge(gateway::routes())
-        .merge(auth::routes())
-        .merge(keys::routes())
+        .merge(auth::routes(&limits))
+        .merge(keys::routes(&limits))
         .fallback(not_found)
         .layer(cors());
     public

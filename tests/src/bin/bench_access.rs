@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
                 uri: access.origin.clone(),
                 version: "1".into(),
                 chain_id: 31337,
-                nonce: access.new_nonce(),
+                nonce: access.new_nonce()?,
                 issued_at: now,
                 expiration_time: Some(now + 600),
                 not_before: None,

@@ -886,3 +886,140 @@ fn a_transfer_landing_between_the_chain_answer_and_the_cache_insert_leaves_no_gr
     );
     assert!(sold.elapsed() <= Duration::from_secs(10));
 }
+
+#[test]
+fn a_flood_of_nonce_requests_is_rate_limited_and_a_sign_in_begun_before_it_succeeds() {
+    use futures::StreamExt;
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let chain = runtime.block_on(TestChain::start(31337)).expect("chain");
+    let root = tempfile::tempdir().expect("tempdir");
+    let node = gated_node(&root.path().join("node"), &[(31337, chain.rpc_url(), None)]);
+    let api = node.info.api_url.clone();
+    let (_, key) = chain.account(1);
+    let signer: PrivateKeySigner = key.parse().expect("key");
+    let client = http_client();
+
+    // A viewer begins signing in: a nonce, and the message their wallet signs.
+    let hello: Value = runtime
+        .block_on(async {
+            client
+                .get(format!("{api}/api/v1/auth/nonce"))
+                .send()
+                .await?
+                .json()
+                .await
+        })
+        .expect("nonce");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let message = SiweMessage {
+        scheme: None,
+        domain: hello["domain"].as_str().expect("domain").into(),
+        address: signer.address(),
+        statement: None,
+        uri: hello["origin"].as_str().expect("origin").into(),
+        version: "1".into(),
+        chain_id: 31337,
+        nonce: hello["nonce"].as_str().expect("nonce").into(),
+        issued_at: now,
+        expiration_time: Some(now + 600),
+        not_before: None,
+        request_id: None,
+        resources: Vec::new(),
+    }
+    .to_text();
+    let signature = runtime
+        .block_on(signer.sign_message(message.as_bytes()))
+        .expect("sign");
+    let body = serde_json::json!({
+        "message": message,
+        "signature": format!("0x{}", hex::encode(signature.as_bytes())),
+    });
+
+    // Meanwhile one address asks for 100,000 nonces, 64 at a time.
+    const FLOOD: usize = 100_000;
+    let (granted, limited, retry_after_missing) = runtime.block_on(async {
+        let answers: Vec<(u16, bool)> = futures::stream::iter(0..FLOOD)
+            .map(|_| {
+                let (client, api) = (client.clone(), api.clone());
+                async move {
+                    match client.get(format!("{api}/api/v1/auth/nonce")).send().await {
+                        Ok(r) => (
+                            r.status().as_u16(),
+                            r.headers().contains_key(reqwest::header::RETRY_AFTER),
+                        ),
+                        Err(_) => (0, false),
+                    }
+                }
+            })
+            .buffer_unordered(64)
+            .collect()
+            .await;
+        (
+            answers.iter().filter(|(s, _)| *s == 200).count(),
+            answers.iter().filter(|(s, _)| *s == 429).count(),
+            answers.iter().filter(|(s, r)| *s == 429 && !r).count(),
+        )
+    });
+    assert_eq!(
+        granted + limited,
+        FLOOD,
+        "every request answered 200 or 429"
+    );
+    assert!(
+        limited > FLOOD * 9 / 10,
+        "only {limited} of {FLOOD} were limited ({granted} nonces handed out)"
+    );
+    assert_eq!(retry_after_missing, 0, "every 429 says when to retry");
+
+    // The sign-in begun before the flood completes.
+    let (status, session) = runtime.block_on(async {
+        let response = client
+            .post(format!("{api}/api/v1/auth/siwe"))
+            .json(&body)
+            .send()
+            .await
+            .expect("sign in");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    });
+    assert_eq!(status, 200, "{session}");
+    assert!(session["token"].as_str().is_some_and(|t| t.len() == 64));
+
+    // Sign-in takes JSON only (a form elsewhere cannot post one), and refuses what is too
+    // large to be a sign-in before looking at it.
+    let post = |content_type: &str, body: String| {
+        runtime.block_on(async {
+            let response = client
+                .post(format!("{api}/api/v1/auth/siwe"))
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(body)
+                .send()
+                .await
+                .expect("post");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        })
+    };
+    let (status, answer) = post("text/plain", body.to_string());
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (415, Some("json_required"))
+    );
+    let huge = serde_json::json!({ "message": "x".repeat(5000), "signature": "0x00" });
+    let (status, answer) = post("application/json", huge.to_string());
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (413, Some("too_large")),
+        "{answer}"
+    );
+}

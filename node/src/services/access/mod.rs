@@ -16,6 +16,7 @@
 
 mod cache;
 pub mod chain;
+mod expiring;
 pub mod keys;
 
 use std::{collections::HashMap, sync::Arc};
@@ -26,18 +27,24 @@ use streamgate_protocol::{
     siwe::{Expectations, SiweError, SiweMessage},
 };
 
-use streamgate_protocol::{ContentHash, SignedManifest, bounded::BoundedMap};
+use streamgate_protocol::{ContentHash, SignedManifest};
 use streamgate_swarm::{daemon::unix_now, identity::Identity};
 
 use crate::config::Config;
 use cache::{GrantCache, GrantKey};
 use chain::{Chain, ChainUnavailable};
+use expiring::ExpiringMap;
 
-/// Nonces handed out and not used yet; sessions alive. Both bounded: a client can ask for
-/// nonces without end.
+/// Nonces handed out and not used yet; sessions alive. Both bounded, and a full map refuses
+/// new entries rather than evict live ones (see [`expiring`]).
 const MAX_NONCES: usize = 65_536;
 const MAX_SESSIONS: usize = 65_536;
 const NONCE_TTL_SECS: u64 = 600;
+/// Largest sign-in message and signature (hex) looked at; longer ones are refused before
+/// any parsing or RPC call. ERC-1271 signatures of multisig wallets run to a few hundred
+/// bytes.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+pub const MAX_SIGNATURE_HEX_BYTES: usize = 4096;
 
 /// A signed-in viewer.
 #[derive(Debug, Clone)]
@@ -66,7 +73,18 @@ pub enum SignInError {
     ContractRejected(Address),
     #[error(transparent)]
     Chain(#[from] ChainUnavailable),
+    #[error(
+        "the message is longer than {MAX_MESSAGE_BYTES} bytes or the signature than {MAX_SIGNATURE_HEX_BYTES} hex digits"
+    )]
+    TooLarge,
+    #[error("this node holds as many sessions as it can; try again later")]
+    Busy,
 }
+
+/// As many sign-ins are pending as the node keeps; try again later.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("as many sign-ins are pending as this node keeps; try again in a minute")]
+pub struct Busy;
 
 impl SignInError {
     pub fn code(&self) -> &'static str {
@@ -78,6 +96,8 @@ impl SignInError {
             Self::WrongSigner { .. } => "wrong_signer",
             Self::ContractRejected(_) => "contract_rejected",
             Self::Chain(_) => "chain_unavailable",
+            Self::TooLarge => "too_large",
+            Self::Busy => "busy",
         }
     }
 }
@@ -124,9 +144,9 @@ pub struct Access {
     pub origin: String,
     pub domain: String,
     chains: HashMap<u64, Arc<Chain>>,
-    nonces: std::sync::Mutex<BoundedMap<String, u64>>,
-    used_nonces: std::sync::Mutex<BoundedMap<String, ()>>,
-    sessions: std::sync::Mutex<BoundedMap<String, Session>>,
+    nonces: std::sync::Mutex<ExpiringMap<String, ()>>,
+    used_nonces: std::sync::Mutex<ExpiringMap<String, ()>>,
+    sessions: std::sync::Mutex<ExpiringMap<String, Session>>,
     cache: Arc<GrantCache>,
     session_ttl: u64,
     cache_ttl: u64,
@@ -183,9 +203,9 @@ impl Access {
             origin,
             domain,
             chains,
-            nonces: std::sync::Mutex::new(BoundedMap::new(MAX_NONCES)),
-            used_nonces: std::sync::Mutex::new(BoundedMap::new(MAX_NONCES)),
-            sessions: std::sync::Mutex::new(BoundedMap::new(MAX_SESSIONS)),
+            nonces: std::sync::Mutex::new(ExpiringMap::new(MAX_NONCES)),
+            used_nonces: std::sync::Mutex::new(ExpiringMap::new(MAX_NONCES)),
+            sessions: std::sync::Mutex::new(ExpiringMap::new(MAX_SESSIONS)),
             cache,
             session_ttl: config.access.session_ttl_secs,
             cache_ttl: config.access.cache_ttl_secs,
@@ -202,15 +222,18 @@ impl Access {
         ids
     }
 
-    /// A fresh single-use nonce.
-    pub fn new_nonce(&self) -> String {
+    /// A fresh single-use nonce, unless as many sign-ins as the node keeps are pending.
+    pub fn new_nonce(&self) -> Result<String, Busy> {
         let mut raw = [0u8; 12];
         rand::fill(&mut raw);
         let nonce = hex::encode(raw);
-        if let Ok(mut nonces) = self.nonces.lock() {
-            nonces.insert(nonce.clone(), unix_now());
-        }
-        nonce
+        let now = unix_now();
+        self.nonces
+            .lock()
+            .map_err(|_| Busy)?
+            .insert(nonce.clone(), (), now + NONCE_TTL_SECS, now)
+            .map_err(|_| Busy)?;
+        Ok(nonce)
     }
 
     /// Verifies a signed EIP-4361 message; on success the nonce is spent and a session opened.
@@ -219,6 +242,9 @@ impl Access {
         text: &str,
         signature_hex: &str,
     ) -> Result<(String, Session), SignInError> {
+        if text.len() > MAX_MESSAGE_BYTES || signature_hex.len() > MAX_SIGNATURE_HEX_BYTES {
+            return Err(SignInError::TooLarge);
+        }
         let message = SiweMessage::parse(text)?;
         let chain_ids = self.chain_ids();
         let now = unix_now();
@@ -269,9 +295,11 @@ impl Access {
             address: message.address,
             expires_at,
         };
-        if let Ok(mut sessions) = self.sessions.lock() {
-            sessions.insert(token.clone(), session.clone());
-        }
+        self.sessions
+            .lock()
+            .map_err(|_| SignInError::Busy)?
+            .insert(token.clone(), session.clone(), expires_at, now)
+            .map_err(|_| SignInError::Busy)?;
         tracing::info!(address = %message.address, "signed in");
         Ok((token, session))
     }
@@ -283,9 +311,10 @@ impl Access {
             .ok()
             .and_then(|mut n| n.remove(&nonce.to_string()));
         match issued {
-            Some(at) if now.saturating_sub(at) <= NONCE_TTL_SECS => {
+            Some(((), expires)) if expires > now => {
                 if let Ok(mut used) = self.used_nonces.lock() {
-                    used.insert(nonce.to_string(), ());
+                    // Full of spent nonces: a replay then reads as unknown, still refused.
+                    let _ = used.insert(nonce.to_string(), (), expires, now);
                 }
                 Ok(())
             }
@@ -294,7 +323,7 @@ impl Access {
                 let reused = self
                     .used_nonces
                     .lock()
-                    .map(|u| u.get(&nonce.to_string()).is_some())
+                    .map(|u| u.get(&nonce.to_string(), now).is_some())
                     .unwrap_or(false);
                 Err(if reused {
                     SignInError::NonceReused
@@ -308,10 +337,7 @@ impl Access {
     /// The live session behind `token`.
     pub fn session(&self, token: &str) -> Option<Session> {
         let sessions = self.sessions.lock().ok()?;
-        sessions
-            .get(&token.to_string())
-            .filter(|s| s.expires_at > unix_now())
-            .cloned()
+        sessions.get(&token.to_string(), unix_now()).cloned()
     }
 
     /// Whether `viewer` may watch manifest `manifest_id` gated by `policy`.
