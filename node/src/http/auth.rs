@@ -84,6 +84,7 @@ impl From<AccessError> for ApiError {
         let (status, code) = match &e {
             AccessError::NotEntitled { .. } => (StatusCode::FORBIDDEN, "not_entitled"),
             AccessError::Retired => (StatusCode::GONE, "retired"),
+            AccessError::WalletNotOnChain { .. } => (StatusCode::FORBIDDEN, "wallet_not_on_chain"),
             AccessError::UnknownChain(_) | AccessError::Chain(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "chain_unavailable")
             }

@@ -85,10 +85,7 @@ async fn key(
             )
         })?;
     let signed = node.library.manifest(id).await?;
-    let key = node
-        .access
-        .release_key(id, &signed, session.address)
-        .await?;
+    let key = node.access.release_key(id, &signed, &session).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream"),

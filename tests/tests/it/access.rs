@@ -385,6 +385,17 @@ fn a_contract_wallet_signs_in_and_two_chains_each_gate_a_video() {
         403,
         "no pass on chain 2"
     );
+    // The same address holds a pass on chain 2, where no contract lives at it (anyone may
+    // deploy one there, or hold its key): the sign-in proven on chain 1 does not carry over.
+    runtime
+        .block_on(second.mint_pass(wallet))
+        .expect("mint to the wallet's address on chain 2");
+    let (code, body) = key_status(&node, &on_second, Some(&wallet_token));
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (403, Some("wallet_not_on_chain")),
+        "{body}"
+    );
 
     // Account 5 holds a pass on the second chain only.
     let (holder, holder_key) = second.account(5);

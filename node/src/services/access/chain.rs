@@ -14,8 +14,8 @@ use alloy::{
     eips::BlockId,
     primitives::{Address, B256, Bytes, U256},
     providers::{DynProvider, Provider, ProviderBuilder},
-    rpc::types::Filter,
-    sol_types::SolEvent,
+    rpc::types::{Filter, TransactionRequest},
+    sol_types::{SolCall, SolEvent},
 };
 use streamgate_contracts::{ContentRegistry, ERC1271_MAGIC, IERC721, IERC1155, IERC1271};
 
@@ -44,13 +44,24 @@ const RESCAN_BLOCKS: u64 = 12;
 fn is_contract_answer(error: &alloy::contract::Error) -> bool {
     use alloy::contract::Error;
     match error {
-        Error::TransportError(e) => e.as_error_resp().is_some_and(|payload| {
-            // EIP-1474 code 3 is "execution reverted"; some nodes use -32000 with that text.
-            payload.code == 3 || payload.message.to_ascii_lowercase().contains("revert")
-        }),
+        Error::TransportError(e) => is_revert(e),
         Error::ZeroData(..) | Error::AbiError(_) => true,
         _ => false,
     }
+}
+
+/// Whether an RPC error is the EVM's revert rather than the endpoint failing.
+fn is_revert(error: &alloy::transports::TransportError) -> bool {
+    error.as_error_resp().is_some_and(|payload| {
+        // EIP-1474 code 3 is "execution reverted"; some nodes use -32000 with that text.
+        payload.code == 3 || payload.message.to_ascii_lowercase().contains("revert")
+    })
+}
+
+/// An ERC-1271 answer that accepts: the 4-byte magic value left-aligned in exactly one
+/// zero-padded 32-byte word.
+fn is_erc1271_magic(answer: &[u8]) -> bool {
+    answer.len() == 32 && answer[..4] == ERC1271_MAGIC && answer[4..].iter().all(|b| *b == 0)
 }
 
 /// A balance, or zero when the contract answered with a revert.
@@ -261,18 +272,17 @@ impl Chain {
                 if code.is_empty() {
                     return Ok(false);
                 }
-                match IERC1271::new(account, p)
-                    .isValidSignature(hash, signature)
-                    .call()
-                    .await
-                {
-                    Ok(magic) => Ok(magic.0 == ERC1271_MAGIC),
-                    Err(alloy::contract::Error::TransportError(e))
-                        if e.as_error_resp().is_none() =>
-                    {
-                        Err(e.to_string())
-                    }
-                    Err(_) => Ok(false),
+                // The raw answer, checked strictly: exactly one 32-byte word holding the
+                // magic value, nothing else (a lenient decoder would accept a longer return
+                // or stray bits in the padding).
+                let input = IERC1271::isValidSignatureCall { hash, signature }.abi_encode();
+                let request = TransactionRequest::default()
+                    .to(account)
+                    .input(Bytes::from(input).into());
+                match p.call(request).await {
+                    Ok(answer) => Ok(is_erc1271_magic(&answer)),
+                    Err(e) if is_revert(&e) => Ok(false),
+                    Err(e) => Err(e.to_string()),
                 }
             }
         })
@@ -357,5 +367,29 @@ impl Chain {
             }
         }
         Ok((to, to == latest))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_exact_erc1271_word_accepts() {
+        let mut word = [0u8; 32];
+        word[..4].copy_from_slice(&ERC1271_MAGIC);
+        assert!(is_erc1271_magic(&word));
+        assert!(!is_erc1271_magic(&word[..4]), "bare 4 bytes");
+        assert!(
+            !is_erc1271_magic(&[word.as_slice(), &[0u8; 32]].concat()),
+            "two words"
+        );
+        let mut dirty = word;
+        dirty[31] = 1;
+        assert!(!is_erc1271_magic(&dirty), "stray bits in the padding");
+        let mut right_aligned = [0u8; 32];
+        right_aligned[28..].copy_from_slice(&ERC1271_MAGIC);
+        assert!(!is_erc1271_magic(&right_aligned));
+        assert!(!is_erc1271_magic(&[]));
     }
 }

@@ -51,6 +51,22 @@ pub const MAX_SIGNATURE_HEX_BYTES: usize = 4096;
 pub struct Session {
     pub address: Address,
     pub expires_at: u64,
+    pub proof: Proof,
+}
+
+/// How a session's address was proven.
+#[derive(Debug, Clone)]
+pub enum Proof {
+    /// A signature by the address's own key: valid on every chain.
+    Key,
+    /// A contract wallet's ERC-1271 approval, on `chain_id` only: the same address may be
+    /// another contract, or nobody's, on another chain, so a policy there asks that chain
+    /// again with the same message hash and signature.
+    Contract {
+        chain_id: u64,
+        hash: B256,
+        signature: Bytes,
+    },
 }
 
 /// Why sign-in failed.
@@ -113,6 +129,14 @@ pub enum AccessError {
     },
     #[error("this video was retired by its creator in the content registry")]
     Retired,
+    #[error(
+        "contract wallet {wallet} signed in on chain {proven}; on chain {chain_id}, where this video is gated, it does not accept that sign-in"
+    )]
+    WalletNotOnChain {
+        wallet: Address,
+        proven: u64,
+        chain_id: u64,
+    },
     #[error(
         "this node does not check ownership on chain {0}; add it under [[chains]] in config.toml"
     )]
@@ -263,6 +287,7 @@ impl Access {
         let recovered = Signature::try_from(raw.as_slice())
             .ok()
             .and_then(|sig| sig.recover_address_from_prehash(&hash).ok());
+        let mut proof = Proof::Key;
         if recovered != Some(message.address) {
             let chain = self
                 .chains
@@ -283,6 +308,11 @@ impl Access {
                     None => SignInError::ContractRejected(message.address),
                 });
             }
+            proof = Proof::Contract {
+                chain_id: message.chain_id,
+                hash,
+                signature: Bytes::from(raw),
+            };
         }
         let expires_at = match message.expiration_time {
             Some(t) => (t.max(0) as u64).min(now + self.session_ttl),
@@ -294,6 +324,7 @@ impl Access {
         let session = Session {
             address: message.address,
             expires_at,
+            proof,
         };
         self.sessions
             .lock()
@@ -427,13 +458,46 @@ impl Access {
 }
 
 impl Access {
-    /// The content key of gated manifest `id`, for `viewer` if the policy allows it.
+    /// Whether `session`'s address is proven on `chain_id`: always for a key's signature; a
+    /// contract wallet's approval is asked of that chain again unless given there.
+    async fn proven_on(&self, session: &Session, chain_id: u64) -> Result<(), AccessError> {
+        let Proof::Contract {
+            chain_id: proven,
+            hash,
+            signature,
+        } = &session.proof
+        else {
+            return Ok(());
+        };
+        if *proven == chain_id {
+            return Ok(());
+        }
+        let chain = self
+            .chains
+            .get(&chain_id)
+            .ok_or(AccessError::UnknownChain(chain_id))?;
+        if chain
+            .contract_accepts(session.address, *hash, signature.clone())
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(AccessError::WalletNotOnChain {
+                wallet: session.address,
+                proven: *proven,
+                chain_id,
+            })
+        }
+    }
+
+    /// The content key of gated manifest `id`, for `session`'s viewer if the policy allows it.
     pub async fn release_key(
         &self,
         id: ContentHash,
         signed: &SignedManifest,
-        viewer: Address,
+        session: &Session,
     ) -> Result<keys::ContentKey, KeyError> {
+        let viewer = session.address;
         let manifest = &signed.manifest;
         let (Some(policy), Some(encryption)) = (&manifest.access, &manifest.encryption) else {
             return Err(KeyError::NotGated);
@@ -453,6 +517,7 @@ impl Access {
                 });
             }
         };
+        self.proven_on(session, policy.chain_id).await?;
         self.check(*id.as_bytes(), policy, viewer).await?;
         tracing::info!(manifest = %id, %viewer, "content key released");
         Ok(key)
