@@ -6,7 +6,10 @@
 
 use std::fmt::Write;
 
-use streamgate_protocol::manifest::{Manifest, Track, TrackKind};
+use streamgate_protocol::{
+    access::Encryption,
+    manifest::{Manifest, Track, TrackKind},
+};
 
 /// File name of a media segment.
 pub fn segment_name(index: usize) -> String {
@@ -79,19 +82,32 @@ pub fn hls_master(manifest: &Manifest) -> String {
     out
 }
 
-/// `{track}/index.m3u8`. With `key_uri`, media segments are AES-128 encrypted (the init
-/// segment is not: its `EXT-X-MAP` comes before the key).
-pub fn hls_media(track: &Track, key_uri: Option<&str>) -> String {
+/// Where a gated track's key is, and the track's number in its manifest (for the IVs).
+#[derive(Debug, Clone, Copy)]
+pub struct HlsKey<'a> {
+    pub uri: &'a str,
+    pub track_number: usize,
+}
+
+/// `{track}/index.m3u8`. With `key`, media segments are AES-128 encrypted, each with its own
+/// IV given in an `EXT-X-KEY` before it (the init segment is clear: its `EXT-X-MAP` comes
+/// first). Players fetch the key once: every `EXT-X-KEY` names the same URI.
+pub fn hls_media(track: &Track, key: Option<HlsKey<'_>>) -> String {
     let target = track.max_segment_secs().ceil().max(1.0) as u64;
     let mut out = format!(
         "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:0\n\
          #EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"{INIT_NAME}\"\n"
     );
-    if let Some(uri) = key_uri {
-        let _ = writeln!(out, "#EXT-X-KEY:METHOD=AES-128,URI=\"{uri}\"");
-    }
     let scale = f64::from(track.timescale);
     for (i, seg) in track.segments.iter().enumerate() {
+        if let Some(key) = key {
+            let iv = u128::from_be_bytes(Encryption::iv(key.track_number, i));
+            let _ = writeln!(
+                out,
+                "#EXT-X-KEY:METHOD=AES-128,URI=\"{}\",IV=0x{iv:032x}",
+                key.uri
+            );
+        }
         let _ = writeln!(
             out,
             "#EXTINF:{:.6},\n{}",
@@ -268,11 +284,19 @@ mod tests {
     fn media_playlist_and_mpd() {
         let t = track("720p", TrackKind::Video, 3);
         let media = hls_media(&t, None);
-        assert!(
-            hls_media(&t, Some("/keys/x")).contains(
-                "#EXT-X-MAP:URI=\"init.mp4\"\n#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/x\"\n"
-            )
+        let gated = hls_media(
+            &t,
+            Some(HlsKey {
+                uri: "/keys/x",
+                track_number: 1,
+            }),
         );
+        assert!(gated.contains(
+            "#EXT-X-MAP:URI=\"init.mp4\"\n#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/x\",IV=0x00000000000000010000000000000000\n#EXTINF"
+        ), "{gated}");
+        assert!(gated.contains(
+            "#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/x\",IV=0x00000000000000010000000000000002\n#EXTINF:2.000000,\nseg_2.m4s"
+        ), "{gated}");
         assert!(media.contains("#EXT-X-TARGETDURATION:2\n"));
         assert!(media.contains("#EXTINF:2.000000,\nseg_2.m4s\n#EXT-X-ENDLIST"));
         let mpd = dash_mpd(&manifest(vec![t, track("audio_aac", TrackKind::Audio, 3)]));

@@ -109,8 +109,8 @@ pub struct Encryption {
 }
 
 /// HLS `METHOD=AES-128`: each media segment encrypted whole with AES-128-CBC and PKCS#7
-/// padding, the IV being the segment's index as a 128-bit big-endian number (the HLS
-/// default for a playlist starting at media sequence 0). Init segments stay clear.
+/// padding, the IV being [`Encryption::iv`] of its track and index (written into every
+/// `EXT-X-KEY`), so no two segments of a video share one. Init segments stay clear.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EncryptionMethod {
     #[serde(rename = "AES-128")]
@@ -188,9 +188,11 @@ impl Encryption {
         Ok(())
     }
 
-    /// The IV of media segment `index`.
-    pub fn iv(index: usize) -> [u8; 16] {
-        (index as u128).to_be_bytes()
+    /// The IV of media segment `index` of the manifest's track number `track`: the track
+    /// number in the high 64 bits and the index in the low 64, big-endian. Unique per
+    /// (track, segment) within a video, and every video has its own key.
+    pub fn iv(track: usize, index: usize) -> [u8; 16] {
+        ((u128::from(track as u64) << 64) | u128::from(index as u64)).to_be_bytes()
     }
 }
 
@@ -224,8 +226,15 @@ mod tests {
     }
 
     #[test]
-    fn iv_is_the_segment_index() {
-        assert_eq!(Encryption::iv(1)[15], 1);
-        assert_eq!(Encryption::iv(256)[14], 1);
+    fn ivs_are_unique_per_track_and_segment() {
+        assert_eq!(Encryption::iv(0, 1)[15], 1);
+        assert_eq!(Encryption::iv(0, 256)[14], 1);
+        assert_eq!(Encryption::iv(1, 0)[7], 1);
+        let mut seen = std::collections::HashSet::new();
+        for track in 0..16 {
+            for index in 0..1000 {
+                assert!(seen.insert(Encryption::iv(track, index)));
+            }
+        }
     }
 }

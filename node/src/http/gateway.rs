@@ -124,10 +124,16 @@ async fn track_file(
         .ok_or_else(|| no_such(&format!("track {track:?}")))?;
     if hls && file == "index.m3u8" {
         let key_uri = key_uri(id, &signed);
-        return Ok(document(
-            playlist::hls_media(track, key_uri.as_deref()),
-            HLS_PLAYLIST,
-        ));
+        let key = key_uri.as_deref().map(|uri| playlist::HlsKey {
+            uri,
+            track_number: signed
+                .manifest
+                .tracks
+                .iter()
+                .position(|t| std::ptr::eq(t, track))
+                .unwrap_or_default(),
+        });
+        return Ok(document(playlist::hls_media(track, key), HLS_PLAYLIST));
     }
     segment(node, id, track, file, method, headers).await
 }

@@ -797,9 +797,9 @@ fn sign_in_and_key_requests_stay_on_the_node_they_were_meant_for() {
         .lines()
         .filter(|l| l.starts_with("#EXT-X-KEY"))
         .collect();
-    assert_eq!(
-        key_lines,
-        [format!("#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/{id}\"").as_str()],
+    let same_origin = format!("#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/{id}\",IV=0x");
+    assert!(
+        !key_lines.is_empty() && key_lines.iter().all(|l| l.starts_with(&same_origin)),
         "{playlist}"
     );
     let token = sign_in(&other, &key, &[]).expect("sign in on the other node");

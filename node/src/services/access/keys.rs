@@ -97,9 +97,9 @@ pub fn check_wraps(manifest: &Manifest, identity: &SigningKey) -> Result<(), Wra
     }
 }
 
-/// HLS AES-128: the whole segment, AES-128-CBC with PKCS#7 padding, IV = segment index.
-pub fn encrypt_segment(key: &ContentKey, index: usize, plaintext: &[u8]) -> Vec<u8> {
-    cbc::Encryptor::<aes::Aes128>::new(key.into(), &Encryption::iv(index).into())
+/// HLS AES-128: the whole segment, AES-128-CBC with PKCS#7 padding, the IV of (track, index).
+pub fn encrypt_segment(key: &ContentKey, track: usize, index: usize, plaintext: &[u8]) -> Vec<u8> {
+    cbc::Encryptor::<aes::Aes128>::new(key.into(), &Encryption::iv(track, index).into())
         .encrypt_padded_vec_mut::<Pkcs7>(plaintext)
 }
 
@@ -222,11 +222,12 @@ mod tests {
     fn segments_decrypt_with_the_hls_iv() {
         let key = [7u8; 16];
         let data = b"an fMP4 media segment, any length".to_vec();
-        let sealed = encrypt_segment(&key, 3, &data);
+        let sealed = encrypt_segment(&key, 2, 3, &data);
         assert_eq!(sealed.len() % 16, 0);
-        let opened = cbc::Decryptor::<aes::Aes128>::new((&key).into(), &Encryption::iv(3).into())
-            .decrypt_padded_vec_mut::<Pkcs7>(&sealed)
-            .expect("decrypts");
+        let opened =
+            cbc::Decryptor::<aes::Aes128>::new((&key).into(), &Encryption::iv(2, 3).into())
+                .decrypt_padded_vec_mut::<Pkcs7>(&sealed)
+                .expect("decrypts");
         assert_eq!(opened, data);
     }
 }

@@ -137,8 +137,17 @@ fn encode(
     } = job;
     let mut builder = ManifestBuilder::new();
     let result = transcode_file(&path, &config, progress, &cancel, |mut output| {
-        if let (Some(key), Output::Segment { index, bytes, .. }) = (&content_key, &mut output) {
-            *bytes = encrypt_segment(key, *index, bytes.as_slice());
+        if let (
+            Some(key),
+            Output::Segment {
+                track,
+                index,
+                bytes,
+                ..
+            },
+        ) = (&content_key, &mut output)
+        {
+            *bytes = encrypt_segment(key, *track, *index, bytes.as_slice());
         }
         let Some(hash) = builder.record(&output)? else {
             return Ok(());
