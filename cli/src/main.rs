@@ -27,14 +27,10 @@ mod signin;
     about = "Publish, fetch and inspect content on a StreamGate node"
 )]
 struct Cli {
-    /// The node's HTTP API.
-    #[arg(
-        long,
-        global = true,
-        env = "STREAMGATE_NODE",
-        default_value = "http://127.0.0.1:7700"
-    )]
-    node: String,
+    /// The node's HTTP API [default: the API of the node whose --data-dir is given, else
+    /// http://127.0.0.1:7700].
+    #[arg(long, global = true, env = "STREAMGATE_NODE")]
+    node: Option<String>,
     /// The node's data folder, to read its operator token (`api.token`) from: publishing,
     /// adding, pinning and job control need it.
     #[arg(long, global = true, env = "STREAMGATE_DATA_DIR", value_name = "DIR")]
@@ -138,6 +134,27 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let running = cli
+        .data_dir
+        .as_deref()
+        .and_then(<streamgate_api::ready::NodeReady as streamgate_api::ready::ReadyInfo>::read);
+    let base = match (&cli.node, &running) {
+        (Some(node), _) => node.trim_end_matches('/').to_string(),
+        (None, Some(ready)) => ready.api_url.trim_end_matches('/').to_string(),
+        (None, None) => DEFAULT_NODE.to_string(),
+    };
+    // A data folder's token goes only to that folder's node: with STREAMGATE_DATA_DIR set
+    // for a local node, a command aimed at another node must not hand it over.
+    if cli.token_file.is_none()
+        && let (Some(dir), Some(ready)) = (&cli.data_dir, &running)
+        && !same_origin(&ready.api_url, &base)
+    {
+        bail!(
+            "{} is the data folder of the node at {}, not of {base}: its operator token is not sent there (for a node reached through a proxy, use --token-file)",
+            dir.display(),
+            ready.api_url
+        );
+    }
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(token) = operator_token(cli.token_file.as_deref(), cli.data_dir.as_deref())? {
         let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
@@ -153,7 +170,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .default_headers(headers)
         .build()
         .context("cannot build the HTTP client")?;
-    let base = cli.node.trim_end_matches('/').to_string();
     match cli.command {
         Command::Add { file } => add(&client, &base, &file, cli.json).await,
         Command::Get { hash, output } => get(&client, &base, &hash, &output, cli.json).await,
@@ -341,6 +357,16 @@ async fn cancel(
         println!("cancelling job {} ({})", job.id, job.title);
     }
     Ok(())
+}
+
+const DEFAULT_NODE: &str = "http://127.0.0.1:7700";
+
+/// Whether two URLs have the same scheme, host and port.
+pub(crate) fn same_origin(a: &str, b: &str) -> bool {
+    match (reqwest::Url::parse(a), reqwest::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin(),
+        _ => false,
+    }
 }
 
 /// The operator token: from `--token-file`, else from `--data-dir`'s `api.token`; none when

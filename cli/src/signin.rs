@@ -9,7 +9,7 @@ use anyhow::{Context, anyhow, bail};
 use streamgate_api::v1::{NonceResponse, SessionResponse, SignInRequest};
 use streamgate_protocol::siwe::SiweMessage;
 
-use crate::{parse, send};
+use crate::{parse, same_origin, send};
 
 #[derive(Debug)]
 pub struct SignInArgs {
@@ -110,13 +110,6 @@ fn origin_of(base: &str) -> anyhow::Result<(String, String)> {
         None => host.to_string(),
     };
     Ok((format!("{}://{domain}", url.scheme()), domain))
-}
-
-fn same_origin(a: &str, b: &str) -> bool {
-    match (reqwest::Url::parse(a), reqwest::Url::parse(b)) {
-        (Ok(a), Ok(b)) => a.origin() == b.origin(),
-        _ => false,
-    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! The operator credential: every route that writes or spends refuses a request without
 //! `DATA_DIR/api.token`, works with it, and gives no other origin a way in.
 
+use std::process::Command;
+
 use reqwest::{Method, header};
 use serde_json::Value;
-use streamgate_tests::{http_client, init_node_dir, operator_token, start_node, test_config};
+use streamgate_tests::{bin, http_client, init_node_dir, operator_token, start_node, test_config};
 
 /// One request: method, path, extra headers and body.
 struct Call {
@@ -157,6 +159,34 @@ fn every_write_endpoint_needs_the_operator_token_and_no_other_origin_can_use_it(
             "{what}: another origin may read the operator's answer"
         );
     }
+
+    // The CLI finds the node from its data folder, and never sends that folder's token to
+    // another node.
+    let file = root.path().join("note.txt");
+    std::fs::write(&file, b"from the operator").expect("write");
+    let out = Command::new(bin("streamgate"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .arg("add")
+        .arg(&file)
+        .output()
+        .expect("add");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(bin("streamgate"))
+        .args(["--node", "http://127.0.0.1:9", "--data-dir"])
+        .arg(&dir)
+        .arg("status")
+        .output()
+        .expect("status");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("its operator token is not sent there"),
+        "{stderr}"
+    );
 
     // Reads of public content need nothing, and any page may read them.
     for path in ["/health", "/api/v1/status", "/api/v1/manifests"] {

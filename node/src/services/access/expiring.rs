@@ -13,6 +13,9 @@ pub struct Full;
 pub struct ExpiringMap<K, V> {
     entries: HashMap<K, (V, u64)>,
     capacity: usize,
+    /// When expired entries were last dropped: a full map is scanned at most once a second,
+    /// so a flood against a full map costs a lookup per request, not a scan.
+    pruned_at: u64,
 }
 
 impl<K: Eq + Hash, V> ExpiringMap<K, V> {
@@ -20,6 +23,7 @@ impl<K: Eq + Hash, V> ExpiringMap<K, V> {
         Self {
             entries: HashMap::new(),
             capacity: capacity.max(1),
+            pruned_at: 0,
         }
     }
 
@@ -27,6 +31,10 @@ impl<K: Eq + Hash, V> ExpiringMap<K, V> {
     /// what has expired, and refuses if nothing has.
     pub fn insert(&mut self, key: K, value: V, expires: u64, now: u64) -> Result<(), Full> {
         if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
+            if self.pruned_at == now {
+                return Err(Full);
+            }
+            self.pruned_at = now;
             self.entries.retain(|_, (_, e)| *e > now);
             if self.entries.len() >= self.capacity {
                 return Err(Full);
