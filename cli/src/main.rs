@@ -17,6 +17,7 @@ use streamgate_api::{
 };
 use streamgate_protocol::ContentHash;
 
+mod play;
 mod publish;
 mod signin;
 
@@ -104,6 +105,22 @@ enum Command {
         /// Sign in as this contract wallet (ERC-1271), with its owner's key.
         #[arg(long = "as", value_name = "0xADDRESS")]
         account: Option<alloy::primitives::Address>,
+    },
+    /// Play a gated video with the session token kept off every command line: serves the
+    /// node's playlists, segments and key on a loopback port (adding the token) and starts
+    /// the player on that URL.
+    Play {
+        /// The video's manifest id.
+        id: String,
+        /// Environment variable holding the session token `streamgate sign-in` printed.
+        #[arg(long, value_name = "VAR", default_value = "STREAMGATE_SESSION")]
+        session_env: String,
+        /// The player to start with the loopback URL.
+        #[arg(long, default_value = "ffplay")]
+        player: String,
+        /// Start no player: print the loopback URL and serve it until interrupted.
+        #[arg(long)]
+        no_player: bool,
     },
     /// Show one manifest: tracks, codecs, sizes, segments and URLs.
     Info { id: String },
@@ -213,6 +230,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     chain_id,
                     account,
                     json: cli.json,
+                },
+            )
+            .await
+        }
+        Command::Play {
+            id,
+            session_env,
+            player,
+            no_player,
+        } => {
+            play::play(
+                &client,
+                &base,
+                play::PlayArgs {
+                    id,
+                    session_env,
+                    player: (!no_player).then_some(player),
                 },
             )
             .await

@@ -90,10 +90,9 @@ pub async fn sign_in(client: &reqwest::Client, base: &str, args: SignInArgs) -> 
     } else {
         println!("{}", session.token);
         eprintln!(
-            "signed in as {} until {}; play with: ffplay -headers 'Authorization: Bearer {}' URL",
+            "signed in as {} until {}; play with: STREAMGATE_SESSION=<this token> streamgate play MANIFEST_ID (keeps the token off the player's command line)",
             session.address,
             streamgate_protocol::siwe::format_time(session.expires_at as i64),
-            session.token
         );
     }
     Ok(())

@@ -77,7 +77,7 @@ pub fn print(state: &State) {
             );
         }
         println!(
-            "  ffplay -headers \"Authorization: Bearer $TOKEN\" {}/hls/{}/master.m3u8",
+            "  STREAMGATE_SESSION=$TOKEN target/release/streamgate --node {} play {}",
             node_api(&state.ports, 1),
             v.gated
         );
