@@ -58,22 +58,12 @@ fn sign_in(node: &Node, key: &str, extra: &[&str]) -> Result<String, String> {
 }
 
 fn key_status(node: &Node, id: &str, token: Option<&str>) -> (u16, Value) {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(async {
-        let mut request = http_client().get(format!("{}/keys/{id}", node.info.api_url));
-        if let Some(t) = token {
-            request = request.bearer_auth(t);
-        }
-        let response = request.send().await.expect("request");
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.expect("body");
-        let body = if status == 200 {
-            serde_json::json!({ "key_len": bytes.len() })
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
-        (status, body)
-    })
+    call(
+        "GET",
+        &format!("{}/keys/{id}", node.info.api_url),
+        token,
+        None,
+    )
 }
 
 fn plays(node: &Node, id: &str, token: &str) -> Result<usize, String> {
@@ -253,16 +243,7 @@ fn each_bad_sign_in_is_refused_with_its_own_error() {
     let other: PrivateKeySigner = other_key.parse().expect("key");
     let client = http_client();
     let api = node.info.api_url.clone();
-    let hello: Value = runtime
-        .block_on(async {
-            client
-                .get(format!("{api}/api/v1/auth/nonce"))
-                .send()
-                .await?
-                .json()
-                .await
-        })
-        .expect("nonce");
+    let hello = call("GET", &format!("{api}/api/v1/auth/nonce"), None, None).1;
     let domain = hello["domain"].as_str().expect("domain").to_string();
     let origin = hello["origin"].as_str().expect("origin").to_string();
     let now = std::time::SystemTime::now()
@@ -270,17 +251,8 @@ fn each_bad_sign_in_is_refused_with_its_own_error() {
         .expect("clock")
         .as_secs() as i64;
     let fresh_nonce = || -> String {
-        runtime
-            .block_on(async {
-                let v: Value = client
-                    .get(format!("{api}/api/v1/auth/nonce"))
-                    .send()
-                    .await?
-                    .json()
-                    .await?;
-                Ok::<_, reqwest::Error>(v["nonce"].as_str().unwrap_or_default().to_string())
-            })
-            .expect("nonce")
+        let hello = call("GET", &format!("{api}/api/v1/auth/nonce"), None, None).1;
+        hello["nonce"].as_str().unwrap_or_default().to_string()
     };
     let message = |nonce: String| SiweMessage {
         scheme: None,
@@ -893,19 +865,8 @@ fn a_transfer_landing_between_the_chain_answer_and_the_cache_insert_leaves_no_gr
     // sold during that wait, after the answer and before the insert.
     let started = Instant::now();
     let in_flight = {
-        let (node_api, id, token) = (node.info.api_url.clone(), id.clone(), token.clone());
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Runtime::new().expect("runtime");
-            runtime.block_on(async {
-                http_client()
-                    .get(format!("{node_api}/keys/{id}"))
-                    .bearer_auth(token)
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16())
-                    .unwrap_or(0)
-            })
-        })
+        let (url, token) = (format!("{}/keys/{id}", node.info.api_url), token.clone());
+        std::thread::spawn(move || call("GET", &url, Some(&token), None).0)
     };
     std::thread::sleep(Duration::from_secs(1));
     runtime
@@ -954,16 +915,7 @@ fn a_flood_of_nonce_requests_is_rate_limited_and_a_sign_in_begun_before_it_succe
     let client = http_client();
 
     // A viewer begins signing in: a nonce, and the message their wallet signs.
-    let hello: Value = runtime
-        .block_on(async {
-            client
-                .get(format!("{api}/api/v1/auth/nonce"))
-                .send()
-                .await?
-                .json()
-                .await
-        })
-        .expect("nonce");
+    let hello = call("GET", &format!("{api}/api/v1/auth/nonce"), None, None).1;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
