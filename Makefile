@@ -3,13 +3,15 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: help setup build release test check fmt clippy demo contracts bench-transfer bench-transcode bench-gateway bench-access clean
+.PHONY: help setup build release test check fmt clippy fuzz-check fuzz demo contracts bench-transfer bench-transcode bench-gateway bench-access clean
 
 help:
 	@echo "make demo            start the local network with a demo video and print the links that play"
-	@echo "make test            install what is needed; rustfmt check, clippy -D warnings, build, every test (what CI runs)"
+	@echo "make test            install what is needed; rustfmt check, clippy -D warnings, build, every test, fuzz-check (what CI runs)"
 	@echo "make check           the same as make test"
 	@echo "make build           debug build of every binary"
+	@echo "make fuzz-check      build the fuzz targets (fuzz/) and run each for $(FUZZ_CHECK_SECONDS) s from the seeds; fails on a crash"
+	@echo "make fuzz            run each fuzz target for FUZZ_SECONDS (now $(FUZZ_SECONDS)) s, keeping new inputs in fuzz/corpus/"
 	@echo "make bench-transfer  node-to-node blob transfer vs. bare iroh-blobs (release build)"
 	@echo "make bench-transcode the default ladder of 60 s 1080p vs. the same ffmpeg command"
 	@echo "make bench-gateway   hot-segment serving vs. nginx, measured with wrk"
@@ -38,6 +40,7 @@ test: setup fmt
 	$(LINTED) $(CARGO) build --workspace --bins
 	./scripts/contracts.sh test
 	$(LINTED) $(CARGO) test --workspace --no-fail-fast
+	$(MAKE) fuzz-check
 
 contracts: setup
 	./scripts/contracts.sh artifacts
@@ -49,6 +52,30 @@ clippy: setup
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 check: test
+
+# Fuzzing with cargo-fuzz (libFuzzer): fuzz/ has a target for every decoder of outside input.
+# Stable Rust has no sanitizers, hence -s none, which needs no nightly flags; cargo fuzz still
+# builds in release with debug assertions and overflow checks. Each run starts from the
+# committed seeds (fuzz/seeds/) and keeps what it finds in fuzz/corpus/; a crash (a panic or
+# a failed assertion) leaves its input in fuzz/artifacts/ and fails the run, after the others.
+FUZZ_CHECK_SECONDS ?= 10
+FUZZ_SECONDS ?= 600
+FUZZ_RUN = failed=""; \
+	for target in $$($(CARGO) fuzz list); do \
+	  mkdir -p fuzz/corpus/$$target; \
+	  echo "fuzz: $$target for $(1) s"; \
+	  $(CARGO) fuzz run -s none $$target fuzz/corpus/$$target fuzz/seeds/$$target -- \
+	    -max_total_time=$(1) -timeout=10 || failed="$$failed $$target"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: crashed:$$failed (inputs in fuzz/artifacts/)"; exit 1; fi
+
+fuzz-check: setup
+	$(CARGO) fuzz build -s none
+	$(call FUZZ_RUN,$(FUZZ_CHECK_SECONDS))
+
+fuzz: setup
+	$(CARGO) fuzz build -s none
+	$(call FUZZ_RUN,$(FUZZ_SECONDS))
 
 demo: release
 	./target/release/streamgate-testnet up

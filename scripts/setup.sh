@@ -6,6 +6,7 @@
 #                    player), chromium (browser tests), wrk and nginx (benchmark baselines).
 #   npm packages:    anvil/forge/cast (Foundry), solc-js, OpenZeppelin contracts and
 #                    playwright-core, into the project-local folder .tools/ (ignored by git).
+#   crates.io:       cargo-fuzz, into .tools/bin.
 #
 # Re-running it on a ready machine takes a few seconds: every step checks first.
 set -euo pipefail
@@ -79,4 +80,12 @@ for tool in anvil forge cast; do
   fi
   ln -sf "$target" "$tools/bin/$tool"
 done
+# cargo-fuzz (`make fuzz-check`, `make fuzz`), from crates.io into .tools/bin, pinned like the
+# npm tools; one already on the PATH is used as it is.
+if [ ! -x "$tools/bin/cargo-fuzz" ] && ! command -v cargo-fuzz >/dev/null; then
+  say "installing cargo-fuzz into .tools/"
+  cargo install --quiet --locked --root "$tools" cargo-fuzz --version 0.13.2
+else
+  say "cargo-fuzz present"
+fi
 say "ready (tools in $tools/bin)"

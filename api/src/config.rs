@@ -47,6 +47,21 @@ max_upload_bytes = 8589934592
 # Segments of 64 KiB or more are kept in unnamed files in the data directory (page cache,
 # sent with sendfile).
 segment_cache_bytes = 268435456
+# Connections held at once (capped at half the descriptor limit). When full, the connection
+# idle longest is closed for a new one; with none idle, a new one gets 503.
+max_connections = 8192
+# Requests handled at once across every route; more get 503 with Retry-After.
+max_requests_in_flight = 2048
+# A new connection must send a whole request head within this many seconds.
+header_timeout_secs = 10
+# A kept-alive connection is closed after this many seconds without a request.
+keep_alive_secs = 30
+# A client that takes no response bytes for this many seconds is dropped.
+send_timeout_secs = 30
+# A request body that sends nothing for this many seconds ends with an error.
+body_timeout_secs = 30
+# Requests on one connection before the node asks the client to reconnect.
+max_requests_per_connection = 1000
 
 [fetch]
 # How long a fetch may look for providers before answering "not found".
@@ -57,6 +72,20 @@ stall_timeout_secs = 5
 max_parallel_providers = 4
 # Size of the byte ranges a blob is split into across providers.
 range_bytes = 4194304
+# Provider lookups (for content this node does not hold) at once, node-wide and per client
+# address (IPv6: per /64). Content held here never waits for a lookup.
+max_lookups = 64
+max_lookups_per_client = 16
+# Requests that may wait for a lookup slot; more get 503 with Retry-After.
+max_lookups_waiting = 1024
+# A blob no node provided is answered "not found" from memory for this many seconds.
+not_found_ttl_secs = 15
+
+[uploads]
+# Unfinished resumable uploads may reserve this many bytes in all (their Upload-Length).
+max_unfinished_bytes = 34359738368
+# An unfinished upload is removed this many seconds after its last byte arrived.
+expiry_secs = 86400
 
 [transcode]
 # Rungs encoded when a publish does not name a ladder.
@@ -66,6 +95,8 @@ preset = "veryfast"
 # "auto": use hardware codecs that the start-up probe found working (see
 # `streamgate-node capabilities`); "off": CPU only.
 hardware = "auto"
+# Ended publishing jobs (done, failed, cancelled) remembered for `streamgate status`.
+keep_ended_jobs = 100
 
 [access]
 # The origin viewers and wallets reach this node's API at (scheme://host:port). Sign-in
@@ -91,6 +122,7 @@ pub struct NodeConfig {
     pub data_plane: DataPlaneConfig,
     pub api: ApiConfig,
     pub fetch: FetchConfig,
+    pub uploads: UploadsConfig,
     pub transcode: TranscodeSettings,
     pub access: AccessConfig,
     pub chains: Vec<ChainConfig>,
@@ -130,6 +162,7 @@ pub struct TranscodeSettings {
     pub ladder: String,
     pub preset: String,
     pub hardware: HardwareUse,
+    pub keep_ended_jobs: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,6 +178,7 @@ impl Default for TranscodeSettings {
             ladder: "1080p,720p,480p,360p".into(),
             preset: "veryfast".into(),
             hardware: HardwareUse::Auto,
+            keep_ended_jobs: 100,
         }
     }
 }
@@ -182,6 +216,13 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     pub max_upload_bytes: u64,
     pub segment_cache_bytes: u64,
+    pub max_connections: usize,
+    pub max_requests_in_flight: usize,
+    pub header_timeout_secs: u64,
+    pub keep_alive_secs: u64,
+    pub send_timeout_secs: u64,
+    pub body_timeout_secs: u64,
+    pub max_requests_per_connection: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,6 +232,17 @@ pub struct FetchConfig {
     pub stall_timeout_secs: u64,
     pub max_parallel_providers: usize,
     pub range_bytes: u64,
+    pub max_lookups: usize,
+    pub max_lookups_per_client: usize,
+    pub max_lookups_waiting: usize,
+    pub not_found_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UploadsConfig {
+    pub max_unfinished_bytes: u64,
+    pub expiry_secs: u64,
 }
 
 /// Fault injection for the project's own failure tests. Not in the default file; never set
@@ -240,6 +292,13 @@ impl Default for ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
             max_upload_bytes: 8 << 30,
             segment_cache_bytes: 256 << 20,
+            max_connections: 8192,
+            max_requests_in_flight: 2048,
+            header_timeout_secs: 10,
+            keep_alive_secs: 30,
+            send_timeout_secs: 30,
+            body_timeout_secs: 30,
+            max_requests_per_connection: 1000,
         }
     }
 }
@@ -251,6 +310,19 @@ impl Default for FetchConfig {
             stall_timeout_secs: 5,
             max_parallel_providers: 4,
             range_bytes: 4 << 20,
+            max_lookups: 64,
+            max_lookups_per_client: 16,
+            max_lookups_waiting: 1024,
+            not_found_ttl_secs: 15,
+        }
+    }
+}
+
+impl Default for UploadsConfig {
+    fn default() -> Self {
+        Self {
+            max_unfinished_bytes: 32 << 30,
+            expiry_secs: 24 * 3600,
         }
     }
 }

@@ -43,6 +43,77 @@ pub struct NodeStatus {
     pub data_plane_addrs: Vec<String>,
     pub fetch: FetchStatus,
     pub providers: Vec<ProviderStanding>,
+    pub http: HttpStatus,
+    pub uploads: UploadsStatus,
+}
+
+/// The HTTP server part of [`NodeStatus`]: what it holds now, what it has done, its limits.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HttpStatus {
+    pub open_connections: usize,
+    pub requests_in_flight: usize,
+    pub connections_accepted: u64,
+    /// New connections answered 503: every connection had a request in flight.
+    pub connections_refused: u64,
+    /// Idle connections closed to make room for a new one.
+    pub idle_evicted: u64,
+    /// Connections closed by the header or keep-alive timeout.
+    pub idle_timed_out: u64,
+    /// Connections dropped because the client took no bytes for the send timeout.
+    pub send_timed_out: u64,
+    pub requests: u64,
+    /// Requests answered 503: as many were in flight as allowed.
+    pub requests_refused: u64,
+    /// Response body bytes sent over HTTP (sendfile or written).
+    pub body_bytes_sent: u64,
+    pub limits: HttpLimits,
+}
+
+/// The HTTP server's limits in force (`[api]`, with connections capped by descriptors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HttpLimits {
+    pub max_connections: usize,
+    pub max_requests_in_flight: usize,
+    pub header_timeout_secs: u64,
+    pub keep_alive_secs: u64,
+    pub send_timeout_secs: u64,
+    pub body_timeout_secs: u64,
+    pub max_requests_per_connection: u64,
+}
+
+/// Provider lookups for content this node does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LookupStatus {
+    /// Fetches holding a lookup slot now, and fetches waiting for one.
+    pub in_flight: usize,
+    pub waiting: usize,
+    /// Fetches that took a slot.
+    pub started: u64,
+    /// Requests that joined a fetch of the same blob already in flight.
+    pub joined: u64,
+    /// Requests answered "not found" from memory.
+    pub not_found_remembered: u64,
+    /// Requests answered 503: too many waiting.
+    pub refused: u64,
+    pub max_lookups: usize,
+    pub max_lookups_per_client: usize,
+    pub max_lookups_waiting: usize,
+    pub not_found_ttl_secs: u64,
+}
+
+/// Unfinished resumable uploads against their quota.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct UploadsStatus {
+    pub unfinished: usize,
+    /// The sum of their declared lengths.
+    pub reserved_bytes: u64,
+    pub max_unfinished_bytes: u64,
+    pub expiry_secs: u64,
+    /// Unfinished uploads removed for having expired.
+    pub expired: u64,
+    /// Ended publishing jobs remembered, and the most that are.
+    pub ended_jobs: usize,
+    pub keep_ended_jobs: usize,
 }
 
 /// The swarm part of [`NodeStatus`].
@@ -71,6 +142,7 @@ pub struct FetchStatus {
     /// Provider lookups answered from the cache (gossip or an earlier lookup) / from the DHT.
     pub lookups_cached: u64,
     pub lookups_dht: u64,
+    pub lookups: LookupStatus,
 }
 
 /// One provider's standing, as the status page shows it.

@@ -360,7 +360,10 @@ async fn status(client: &reqwest::Client, base: &str, json: bool) -> anyhow::Res
         "blobs stored:     {} ({} bytes)",
         status.blobs, status.bytes_stored
     );
-    println!("bytes served:     {}", status.bytes_served);
+    println!(
+        "bytes served:     {} to nodes, {} over HTTP",
+        status.bytes_served, status.http.body_bytes_sent
+    );
     println!(
         "fetches:          {} running, {} done, {} failed; provider lookups {} cached, {} from the DHT",
         status.fetch.in_flight,
@@ -368,6 +371,46 @@ async fn status(client: &reqwest::Client, base: &str, json: bool) -> anyhow::Res
         status.fetch.failed,
         status.fetch.lookups_cached,
         status.fetch.lookups_dht
+    );
+    let lookups = &status.fetch.lookups;
+    println!(
+        "lookups:          {} in flight (max {}, {} per client), {} waiting (max {}); {} refused, not-found remembered {} s",
+        lookups.in_flight,
+        lookups.max_lookups,
+        lookups.max_lookups_per_client,
+        lookups.waiting,
+        lookups.max_lookups_waiting,
+        lookups.refused,
+        lookups.not_found_ttl_secs
+    );
+    let http = &status.http;
+    println!(
+        "HTTP:             {} connections (max {}), {} requests in flight (max {}); {} refused, {} idle closed for room, {} timed out",
+        http.open_connections,
+        http.limits.max_connections,
+        http.requests_in_flight,
+        http.limits.max_requests_in_flight,
+        http.connections_refused + http.requests_refused,
+        http.idle_evicted,
+        http.idle_timed_out + http.send_timed_out
+    );
+    println!(
+        "HTTP timeouts:    header {} s, keep-alive {} s, send {} s, body {} s",
+        http.limits.header_timeout_secs,
+        http.limits.keep_alive_secs,
+        http.limits.send_timeout_secs,
+        http.limits.body_timeout_secs
+    );
+    let uploads = &status.uploads;
+    println!(
+        "uploads:          {} unfinished reserving {} of {} bytes; expire after {} s ({} expired); {} of {} ended jobs kept",
+        uploads.unfinished,
+        uploads.reserved_bytes,
+        uploads.max_unfinished_bytes,
+        uploads.expiry_secs,
+        uploads.expired,
+        uploads.ended_jobs,
+        uploads.keep_ended_jobs
     );
     println!("rejected messages: {}", status.swarm.rejected_messages);
     println!(

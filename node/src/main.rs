@@ -14,7 +14,7 @@ use streamgate_node::{
     config::{self, DEFAULT_CONFIG_TOML},
     http,
     node::Node,
-    zerocopy::{SendfileListener, raise_descriptor_limit},
+    zerocopy::raise_descriptor_limit,
 };
 use streamgate_swarm::{
     daemon::{ReadyFile, init_logging, run_main, shutdown_signal},
@@ -165,17 +165,18 @@ async fn run(
         ReadyFile::write(data_dir, &node.ready_info()).context("cannot write the ready file")?;
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(
-        axum::serve(
-            SendfileListener::new(listener),
-            http::router(node.clone())
-                .into_make_service_with_connect_info::<http::limits::ClientAddr>(),
-        )
-        .with_graceful_shutdown(async {
+    let stats = Arc::new(http::server::ServerStats::new(http::server::limits(
+        &node.config.api,
+        descriptors,
+    )));
+    let mut server = tokio::spawn(http::server::serve(
+        listener,
+        http::router(node.clone(), stats.clone()),
+        stats,
+        async {
             let _ = stop_rx.await;
-        })
-        .into_future(),
-    );
+        },
+    ));
     let signal = tokio::select! {
         signal = shutdown_signal() => signal?,
         result = &mut server => bail!("the HTTP API server stopped unexpectedly: {result:?}"),

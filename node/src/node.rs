@@ -6,10 +6,12 @@ use std::{path::Path, sync::Arc, time::Duration};
 use anyhow::Context;
 use streamgate_api::{
     ready::{DataPlaneReady, NodeReady},
-    v1::NodeStatus,
+    v1::{HttpStatus, NodeStatus, UploadsStatus},
 };
 use streamgate_media::hw::Capabilities;
-use streamgate_swarm::{Role, StartedSwarm, SwarmHandle, SwarmOptions, identity::Identity};
+use streamgate_swarm::{
+    Role, StartedSwarm, SwarmHandle, SwarmOptions, daemon::unix_now, identity::Identity,
+};
 
 use crate::{
     actors::{data_plane::DataPlane, db::NodeDb},
@@ -104,6 +106,7 @@ impl Node {
         let reputation = Arc::new(Reputation::load(db.clone())?);
         let blobs = Arc::new(Blobs::new(
             data_plane.store().clone(),
+            data_dir.join("spool"),
             db.clone(),
             swarm.clone(),
             presence.clone(),
@@ -133,6 +136,7 @@ impl Node {
             data_dir.join("uploads"),
             db.clone(),
             config.api.max_upload_bytes,
+            config.uploads.clone(),
         ));
         let publisher = Publisher::new(PublishParts {
             db,
@@ -180,14 +184,38 @@ impl Node {
         );
         self.publisher.resume();
         let presence = self.presence.clone();
+        let (uploads, publisher) = (self.uploads.clone(), self.publisher.clone());
+        // Expired uploads are looked for a few times per expiry period, at least once a minute.
+        let sweep_every = Duration::from_secs((uploads.budget().expiry_secs / 4).clamp(1, 60));
         Ok(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(RECORD_REFRESH);
-            tick.tick().await;
+            let mut refresh = tokio::time::interval(RECORD_REFRESH);
+            let mut sweep = tokio::time::interval(sweep_every);
+            refresh.tick().await;
             loop {
-                tick.tick().await;
-                presence.publish().await;
+                tokio::select! {
+                    _ = refresh.tick() => presence.publish().await,
+                    _ = sweep.tick() => {
+                        uploads
+                            .remove_expired(&publisher.uploads_in_use(), unix_now())
+                            .await;
+                    }
+                }
             }
         }))
+    }
+
+    fn uploads_status(&self) -> UploadsStatus {
+        let reserved = self.uploads.reserved().unwrap_or_default();
+        let budget = self.uploads.budget();
+        UploadsStatus {
+            unfinished: reserved.uploads,
+            reserved_bytes: reserved.bytes,
+            max_unfinished_bytes: budget.max_unfinished_bytes,
+            expiry_secs: budget.expiry_secs,
+            expired: self.uploads.expired(),
+            ended_jobs: self.publisher.ended_jobs(),
+            keep_ended_jobs: self.config.transcode.keep_ended_jobs,
+        }
     }
 
     /// What `DATA_DIR/run/node.json` says while the node runs.
@@ -231,6 +259,9 @@ impl Node {
                 .collect(),
             fetch: self.fetcher.status(),
             providers: self.reputation.standings(),
+            // Filled in by the HTTP layer, which owns the server.
+            http: HttpStatus::default(),
+            uploads: self.uploads_status(),
         })
     }
 

@@ -33,7 +33,6 @@ use std::{
     collections::BTreeMap,
     fs::File,
     io::{self, IoSlice, Write},
-    net::SocketAddr,
     os::{
         fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
         unix::fs::OpenOptionsExt,
@@ -45,13 +44,12 @@ use std::{
         atomic::{AtomicU64, Ordering},
     },
     task::{Context, Poll, ready},
-    time::Duration,
 };
 
 use bytes::Bytes;
 use tokio::{
     io::{AsyncRead, AsyncWrite, Interest, ReadBuf},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
 };
 
 /// Live file-backed mappings, by start address: (length, file descriptor).
@@ -71,6 +69,11 @@ fn descriptor_limit() -> Option<libc::rlimit> {
     };
     // SAFETY: getrlimit with a valid resource and a valid struct to fill.
     (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit)
+}
+
+/// The soft limit on open descriptors now (1024 if it cannot be read).
+pub fn descriptor_limit_now() -> u64 {
+    descriptor_limit().map_or(1024, |l| l.rlim_cur)
 }
 
 /// Raises the soft limit on open descriptors to the hard limit, as servers do: each
@@ -94,10 +97,8 @@ pub fn raise_descriptor_limit() -> u64 {
 
 /// File-backed segments alive at once: a quarter of the descriptor limit, so that they
 /// never starve connections and stores of descriptors.
-static MAX_FILE_BACKED: LazyLock<usize> = LazyLock::new(|| {
-    let descriptors = descriptor_limit().map_or(1024, |l| l.rlim_cur);
-    usize::try_from(descriptors / 4).unwrap_or(usize::MAX)
-});
+static MAX_FILE_BACKED: LazyLock<usize> =
+    LazyLock::new(|| usize::try_from(descriptor_limit_now() / 4).unwrap_or(usize::MAX));
 
 /// Copies `bytes` into a new unnamed file in `dir` and returns them as `Bytes` backed by a
 /// read-only mapping of it, which [`SendfileStream`] sends without copying.
@@ -322,59 +323,12 @@ impl AsyncWrite for SendfileStream {
     }
 }
 
-/// The HTTP API's listener: accepted connections get `TCP_NODELAY` (segments are many
-/// responses on kept-alive connections; each should leave as soon as it is written) and
-/// send file-backed bytes with `sendfile`.
-#[derive(Debug)]
-pub struct SendfileListener {
-    listener: TcpListener,
-}
-
-impl SendfileListener {
-    pub fn new(listener: TcpListener) -> Self {
-        Self { listener }
-    }
-}
-
-impl axum::serve::Listener for SendfileListener {
-    type Io = SendfileStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.listener.accept().await {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    return (SendfileStream::new(stream), addr);
-                }
-                // A connection that failed before we took it concerns only its client.
-                Err(e) if is_connection_error(&e) => continue,
-                // Out of descriptors or memory: back off instead of spinning.
-                Err(e) => {
-                    tracing::error!("accepting an HTTP connection failed: {e}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.listener.local_addr()
-    }
-}
-
-fn is_connection_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    )
-}
-
 #[cfg(test)]
 mod tests {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpListener,
+    };
 
     use super::*;
 

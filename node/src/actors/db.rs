@@ -47,6 +47,16 @@ pub struct UploadEntry {
     /// `Upload-Metadata` pairs, decoded.
     pub metadata: Vec<(String, String)>,
     pub created_at: u64,
+    /// When bytes last arrived (0: none since creation). Expiry counts from here.
+    #[serde(default)]
+    pub last_write_at: u64,
+}
+
+impl UploadEntry {
+    /// When the upload was last touched, for its expiry.
+    pub fn touched_at(&self) -> u64 {
+        self.last_write_at.max(self.created_at)
+    }
 }
 
 /// A publishing job.
@@ -208,6 +218,14 @@ impl NodeDb {
 
     pub fn remove_upload(&self, id: &str) -> Result<(), DbError> {
         self.remove(UPLOADS, id)
+    }
+
+    pub fn uploads(&self) -> Result<Vec<(String, UploadEntry)>, DbError> {
+        self.all(UPLOADS)
+    }
+
+    pub fn remove_job(&self, id: &str) -> Result<(), DbError> {
+        self.remove(JOBS, id)
     }
 
     pub fn put_job(&self, id: &str, entry: &JobEntry) -> Result<(), DbError> {

@@ -4,7 +4,7 @@
 //! A blob this node lacks is fetched from the swarm; the answer starts as soon as a
 //! provider delivers (headers once the size is known, then verified bytes as they arrive).
 
-use std::{io, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     Json, Router,
@@ -21,7 +21,6 @@ use streamgate_protocol::{
     ContentHash,
     range::{self, RangeReply},
 };
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{ApiError, parse_hash};
 use crate::{
@@ -32,8 +31,6 @@ use crate::{
     },
 };
 
-/// Read buffer for streaming blob bodies from the store.
-const STREAM_CHUNK: usize = 64 * 1024;
 /// Content-addressed: the bytes behind a hash never change.
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
@@ -48,12 +45,6 @@ pub fn operator_routes() -> Router<Arc<Node>> {
         // The limit is enforced while streaming, against api.max_upload_bytes.
         post(add_blob).layer(DefaultBodyLimit::disable()),
     )
-}
-
-/// Why forwarding an upload body stopped early.
-enum UploadEnd {
-    TooLarge,
-    Interrupted(String),
 }
 
 async fn add_blob(
@@ -79,42 +70,18 @@ async fn add_blob(
     {
         return Err(too_large());
     }
-    // The store wants a `Sync` stream; the request body is not, so bytes cross a small
-    // channel. 8 chunks in flight bound the memory one upload can hold.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    // Spooled to a file first: an upload cut short or over the limit leaves nothing behind.
+    let mut spool = node.blobs.spool().await?;
     let mut source = request.into_body().into_data_stream();
-    let forward = async move {
-        let mut total = 0u64;
-        while let Some(chunk) = source.next().await {
-            let bytes = chunk.map_err(|e| UploadEnd::Interrupted(e.to_string()))?;
-            total += bytes.len() as u64;
-            if total > limit {
-                return Err(UploadEnd::TooLarge);
-            }
-            if tx.send(bytes).await.is_err() {
-                break;
-            }
+    while let Some(chunk) = source.next().await {
+        let bytes =
+            chunk.map_err(|e| ApiError::bad_request("upload_interrupted", e.to_string()))?;
+        if spool.len() + bytes.len() as u64 > limit {
+            return Err(too_large());
         }
-        Ok(())
-    };
-    let data = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|bytes| (Ok(bytes), rx))
-    });
-    // A bad upload is abandoned by dropping the store's import before it sees the end of
-    // the stream, which aborts it. (Handing the store an error item instead can panic
-    // inside iroh-blobs 0.104's `add_stream` when it races the import's own progress.)
-    let add = node.blobs.add(data);
-    tokio::pin!(add);
-    let added = tokio::select! {
-        forwarded = forward => match forwarded {
-            Ok(()) => add.await,
-            Err(UploadEnd::TooLarge) => return Err(too_large()),
-            Err(UploadEnd::Interrupted(e)) => {
-                return Err(ApiError::bad_request("upload_interrupted", e));
-            }
-        },
-        added = &mut add => added,
-    }?;
+        spool.write(&bytes).await?;
+    }
+    let added = node.blobs.add(spool).await?;
     tracing::info!(hash = %added.hash, size = added.size, "blob added");
     Ok((StatusCode::CREATED, Json(added)))
 }
@@ -213,18 +180,21 @@ pub async fn respond(
     } else {
         match source {
             Source::Local { .. } => {
-                let mut reader = blobs.reader(&hash);
-                reader.seek(io::SeekFrom::Start(start)).await.map_err(|e| {
-                    ApiError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "store_error",
-                        e.to_string(),
-                    )
-                })?;
-                Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-                    reader.take(len),
-                    STREAM_CHUNK,
-                ))
+                // The first piece is read before the headers go out, so a store that
+                // cannot answer gives a clean 503 rather than a response cut short.
+                let end = start + len;
+                let first = blobs
+                    .read_piece(&hash, start, end, true)
+                    .await
+                    .map_err(|e| {
+                        ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "store_busy",
+                            format!("the blob store cannot read {}: {e}", hash.short()),
+                        )
+                    })?;
+                let rest = blobs.read_stream(hash, start + first.len() as u64..end);
+                Body::from_stream(futures::stream::once(async { Ok(first) }).chain(rest))
             }
             Source::Live { blob, .. } => {
                 Body::from_stream(blob.read(blobs.clone(), start..start + len))

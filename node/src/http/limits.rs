@@ -18,11 +18,10 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
-    serve::IncomingStream,
 };
 
 use super::ApiError;
-use crate::zerocopy::SendfileListener;
+use crate::services::fetch::lookups::client_key;
 
 /// Clients tracked at once; past this, untracked clients share one bucket per class.
 const MAX_CLIENTS: usize = 16_384;
@@ -47,15 +46,10 @@ impl Class {
     }
 }
 
-/// The address a connection came from, for [`axum::extract::ConnectInfo`].
+/// The address a connection came from, put into each request by the server
+/// ([`super::server`]) as [`axum::extract::ConnectInfo`].
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
-
-impl axum::extract::connect_info::Connected<IncomingStream<'_, SendfileListener>> for ClientAddr {
-    fn connect_info(stream: IncomingStream<'_, SendfileListener>) -> Self {
-        Self(*stream.remote_addr())
-    }
-}
 
 /// Whom a bucket belongs to: an IPv4 address, an IPv6 /64, or everyone untracked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,17 +59,7 @@ enum Client {
 }
 
 fn client_of(addr: IpAddr) -> Client {
-    match addr {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => Client::Ip(IpAddr::V4(v4)),
-            None => {
-                let mut segments = v6.segments();
-                segments[4..].fill(0);
-                Client::Ip(IpAddr::V6(segments.into()))
-            }
-        },
-        v4 => Client::Ip(v4),
-    }
+    Client::Ip(client_key(addr))
 }
 
 #[derive(Debug, Clone, Copy)]

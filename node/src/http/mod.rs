@@ -23,6 +23,7 @@ pub mod jobs;
 pub mod keys;
 pub mod limits;
 pub mod operator;
+pub mod server;
 pub mod status;
 pub mod uploads;
 
@@ -42,11 +43,11 @@ use crate::{
     },
 };
 
-/// Requests handled at once across every route; more wait. Bounds memory and open store
-/// readers under load.
-const MAX_CONCURRENT_REQUESTS: usize = 1024;
+/// Longest error message sent: messages may quote what a client sent.
+const MAX_MESSAGE_BYTES: usize = 512;
 
-pub fn router(node: Arc<Node>) -> Router {
+/// Every route; `server` is the HTTP server's record, which the status route reports.
+pub fn router(node: Arc<Node>, server: Arc<server::ServerStats>) -> Router {
     let limits = Arc::new(limits::RateLimits::default());
     // Whatever writes or spends needs the operator token, and carries no CORS headers: no
     // other origin may use it or read its answers.
@@ -59,7 +60,7 @@ pub fn router(node: Arc<Node>) -> Router {
             operator::require,
         ));
     let public = Router::new()
-        .merge(status::routes())
+        .merge(status::routes(server))
         .merge(blobs::routes())
         .merge(jobs::routes())
         .merge(gateway::routes())
@@ -67,13 +68,48 @@ pub fn router(node: Arc<Node>) -> Router {
         .merge(keys::routes(&limits))
         .fallback(not_found)
         .layer(cors());
+    // Requests in flight are capped node-wide by the server (`server`), not here.
     public
         .merge(operator)
-        // Global: a plain ConcurrencyLimitLayer on a router gives every route its own limit.
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            MAX_CONCURRENT_REQUESTS,
-        ))
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(node)
+}
+
+/// The framework's own rejections (a body over its limit, a malformed JSON body, a method
+/// a route lacks) are plain text; every error leaves in the JSON error format.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_MESSAGE_BYTES)
+        .await
+        .unwrap_or_default();
+    let mut message = String::from_utf8_lossy(&text).trim().to_string();
+    if message.is_empty() {
+        message = status.canonical_reason().unwrap_or("error").to_string();
+    }
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        _ if status.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let json = ApiError::new(status, code, message).into_response();
+    let (json_parts, json_body) = json.into_parts();
+    // Keep the rejection's own headers (`Allow`, CORS, tus) under the JSON's type and length.
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.extend(json_parts.headers);
+    Response::from_parts(parts, json_body)
 }
 
 /// Any origin may read: content is public or protected by keys, never by origin. Players
@@ -101,11 +137,22 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// An error; a message over [`MAX_MESSAGE_BYTES`] is cut short, so that no answer
+    /// echoes unbounded input.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        let mut message = message.into();
+        if message.len() > MAX_MESSAGE_BYTES {
+            let mut end = MAX_MESSAGE_BYTES;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push('…');
+        }
         Self {
             status,
             code,
-            message: message.into(),
+            message,
         }
     }
 
@@ -132,7 +179,15 @@ impl IntoResponse for ApiError {
             error: self.code.to_string(),
             message: self.message,
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        // Every 503 is a passing condition (a limit, a busy store): say when to come back.
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }
 
@@ -152,6 +207,7 @@ impl From<FetchError> for ApiError {
             FetchError::ProvidersFailed { .. } => (StatusCode::BAD_GATEWAY, "providers_failed"),
             FetchError::WrongSize { .. } => (StatusCode::BAD_GATEWAY, "wrong_size"),
             FetchError::Swarm(_) => (StatusCode::SERVICE_UNAVAILABLE, "swarm_unavailable"),
+            FetchError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "lookups_busy"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "store_error"),
         };
         Self::new(status, code, e.to_string())

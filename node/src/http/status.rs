@@ -1,18 +1,18 @@
 //! `GET /health` (liveness) and `GET /api/v1/status` (identity, peers, storage, fetches,
-//! provider standings).
+//! provider standings, the HTTP server's limits and counters).
 
 use std::sync::Arc;
 
-use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
+use axum::{Extension, Json, Router, extract::State, http::StatusCode, routing::get};
 use streamgate_api::v1::{Health, NodeStatus};
 
-use super::ApiError;
+use super::{ApiError, server::ServerStats};
 use crate::node::Node;
 
-pub fn routes() -> Router<Arc<Node>> {
+pub fn routes(server: Arc<ServerStats>) -> Router<Arc<Node>> {
     Router::new()
         .route("/health", get(health))
-        .route("/api/v1/status", get(status))
+        .route("/api/v1/status", get(status).layer(Extension(server)))
 }
 
 async fn health() -> Json<Health> {
@@ -21,9 +21,14 @@ async fn health() -> Json<Health> {
     })
 }
 
-async fn status(State(node): State<Arc<Node>>) -> Result<Json<NodeStatus>, ApiError> {
-    node.status()
+async fn status(
+    State(node): State<Arc<Node>>,
+    Extension(server): Extension<Arc<ServerStats>>,
+) -> Result<Json<NodeStatus>, ApiError> {
+    let mut status = node
+        .status()
         .await
-        .map(Json)
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e))
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e))?;
+    status.http = server.status();
+    Ok(Json(status))
 }

@@ -1,13 +1,14 @@
 //! Resumable uploads with tus 1.0 (<https://tus.io/protocols/resumable-upload>): the core
-//! protocol plus the `creation` and `termination` extensions, so any tus client can upload.
+//! protocol plus the `creation`, `expiration` and `termination` extensions, so any tus
+//! client can upload. `OPTIONS` needs no operator token; everything else does.
 //! The uploads themselves are the `uploads` service.
 //!
 //! | request | answer |
 //! |---|---|
-//! | `OPTIONS /api/v1/uploads` | 204 with `Tus-Version`, `Tus-Extension`, `Tus-Max-Size` |
-//! | `POST /api/v1/uploads` (`Upload-Length`, `Upload-Metadata`) | 201 with `Location` |
-//! | `HEAD /api/v1/uploads/{id}` | 200 with `Upload-Offset`, `Upload-Length` |
-//! | `PATCH /api/v1/uploads/{id}` (`Upload-Offset`, `application/offset+octet-stream`) | 204 with the new `Upload-Offset` |
+//! | `OPTIONS /api/v1/uploads[/{id}]` | 204 with `Tus-Version`, `Tus-Extension`, `Tus-Max-Size` |
+//! | `POST /api/v1/uploads` (`Upload-Length`, `Upload-Metadata`) | 201 with `Location`, `Upload-Expires`; 507 over the quota of unfinished uploads |
+//! | `HEAD /api/v1/uploads/{id}` | 200 with `Upload-Offset`, `Upload-Length`, `Upload-Expires` |
+//! | `PATCH /api/v1/uploads/{id}` (`Upload-Offset`, `application/offset+octet-stream`) | 204 with the new `Upload-Offset`, `Upload-Expires` |
 //! | `DELETE /api/v1/uploads/{id}` | 204 |
 
 use std::sync::Arc;
@@ -20,14 +21,14 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
-use base64::Engine;
+use streamgate_protocol::tus;
 
 use super::ApiError;
+use streamgate_swarm::daemon::unix_now;
+
 use crate::{node::Node, services::uploads::UploadError};
 
 pub const TUS_VERSION: &str = "1.0.0";
-/// Longest `Upload-Metadata` header accepted.
-const MAX_METADATA_BYTES: usize = 4096;
 
 /// Every upload route is the operator's.
 pub fn operator_routes() -> Router<Arc<Node>> {
@@ -36,6 +37,7 @@ pub fn operator_routes() -> Router<Arc<Node>> {
         .route(
             "/api/v1/uploads/{id}",
             axum::routing::head(offset)
+                .options(options)
                 // The size limit is the upload's own Upload-Length, checked while streaming.
                 .patch(append)
                 .layer(DefaultBodyLimit::disable())
@@ -67,6 +69,9 @@ impl From<UploadError> for TusError {
         let (status, code, offset) = match &e {
             UploadError::NotFound(_) => (StatusCode::NOT_FOUND, "no_such_upload", None),
             UploadError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", None),
+            UploadError::OverQuota { .. } => {
+                (StatusCode::INSUFFICIENT_STORAGE, "upload_quota", None)
+            }
             UploadError::Busy => (StatusCode::CONFLICT, "upload_busy", None),
             UploadError::OffsetMismatch { offset, .. } => {
                 (StatusCode::CONFLICT, "offset_mismatch", Some(*offset))
@@ -149,52 +154,20 @@ async fn options(State(node): State<Arc<Node>>) -> Response {
         StatusCode::NO_CONTENT,
         &[
             ("tus-version", TUS_VERSION.into()),
-            ("tus-extension", "creation,termination".into()),
+            ("tus-extension", "creation,expiration,termination".into()),
             ("tus-max-size", node.uploads.max_bytes().to_string()),
         ],
     )
 }
 
-/// Parses `Upload-Metadata`: comma-separated `key base64value` pairs.
-fn parse_metadata(text: &str) -> Result<Vec<(String, String)>, String> {
-    if text.len() > MAX_METADATA_BYTES {
-        return Err(format!(
-            "Upload-Metadata is longer than {MAX_METADATA_BYTES} bytes"
-        ));
-    }
-    let mut pairs = Vec::new();
-    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let mut parts = item.splitn(2, ' ');
-        let key = parts.next().unwrap_or_default();
-        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(format!(
-                "Upload-Metadata key {key:?} is not printable ASCII"
-            ));
-        }
-        let value = match parts.next() {
-            Some(encoded) => {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(encoded.trim())
-                    .map_err(|_| format!("Upload-Metadata value of {key:?} is not base64"))?;
-                String::from_utf8(bytes)
-                    .map_err(|_| format!("Upload-Metadata value of {key:?} is not UTF-8"))?
-            }
-            None => String::new(),
-        };
-        pairs.push((key.to_string(), value));
-    }
-    Ok(pairs)
-}
-
 async fn create(State(node): State<Arc<Node>>, headers: HeaderMap) -> Result<Response, TusError> {
     check_version(&headers)?;
     let bad = |msg: String| TusError::from(ApiError::bad_request("bad_upload", msg));
-    let length: u64 = header_str(&headers, "upload-length")
-        .ok_or_else(|| bad("Upload-Length is required (deferred length is not supported)".into()))?
-        .parse()
-        .map_err(|_| bad("Upload-Length is not a number".into()))?;
+    let length = header_str(&headers, "upload-length")
+        .ok_or_else(|| bad("Upload-Length is required (deferred length is not supported)".into()))
+        .and_then(|text| tus::parse_upload_length(text).map_err(|e| bad(e.to_string())))?;
     let metadata = match header_str(&headers, "upload-metadata") {
-        Some(text) => parse_metadata(text).map_err(bad)?,
+        Some(text) => tus::parse_metadata(text).map_err(|e| bad(e.to_string()))?,
         None => Vec::new(),
     };
     let id = node.uploads.create(length, metadata).await?;
@@ -203,8 +176,15 @@ async fn create(State(node): State<Arc<Node>>, headers: HeaderMap) -> Result<Res
         &[
             ("location", format!("/api/v1/uploads/{id}")),
             ("upload-offset", "0".into()),
+            ("upload-expires", expires(&node, unix_now())),
         ],
     ))
+}
+
+/// `Upload-Expires` for an upload last touched at `touched` (unix seconds).
+fn expires(node: &Node, touched: u64) -> String {
+    let at = touched.saturating_add(node.uploads.budget().expiry_secs);
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(at))
 }
 
 async fn offset(
@@ -219,6 +199,7 @@ async fn offset(
         &[
             ("upload-offset", state.offset.to_string()),
             ("upload-length", state.entry.length.to_string()),
+            ("upload-expires", expires(&node, state.entry.touched_at())),
             ("cache-control", "no-store".into()),
         ],
     ))
@@ -239,8 +220,8 @@ async fn append(
         )
         .into());
     }
-    let claimed: u64 = header_str(&headers, "upload-offset")
-        .and_then(|v| v.parse().ok())
+    let claimed = header_str(&headers, "upload-offset")
+        .and_then(|v| tus::parse_upload_offset(v).ok())
         .ok_or_else(|| ApiError::bad_request("bad_offset", "Upload-Offset is required"))?;
     let written = node
         .uploads
@@ -248,7 +229,10 @@ async fn append(
         .await?;
     Ok(with_tus(
         StatusCode::NO_CONTENT,
-        &[("upload-offset", written.to_string())],
+        &[
+            ("upload-offset", written.to_string()),
+            ("upload-expires", expires(&node, unix_now())),
+        ],
     ))
 }
 
@@ -260,23 +244,4 @@ async fn terminate(
     check_version(&headers)?;
     node.uploads.remove(&id).await?;
     Ok(with_tus(StatusCode::NO_CONTENT, &[]))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metadata_parses_and_rejects_garbage() {
-        let pairs = parse_metadata("filename d29ybGQubXA0,is_confidential").expect("valid");
-        assert_eq!(
-            pairs,
-            vec![
-                ("filename".into(), "world.mp4".into()),
-                ("is_confidential".into(), String::new())
-            ]
-        );
-        assert!(parse_metadata("title !!!notbase64").is_err());
-        assert!(parse_metadata(&"a".repeat(5000)).is_err());
-    }
 }

@@ -5,17 +5,21 @@
 //! names bytes that are complete and verified; imports are atomic, so a kill leaves a blob
 //! either absent or whole.
 
-use std::{ops::Range, sync::Arc};
+use std::{io, ops::Range, path::PathBuf, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use futures::Stream;
 use iroh_blobs::{
     Hash, HashAndFormat,
-    api::{Store, blobs::BlobReader, blobs::BlobStatus},
+    api::{Store, blobs::BlobStatus},
 };
 use streamgate_api::v1::Added;
 use streamgate_protocol::{ContentHash, SignedManifest, manifest::MAX_MANIFEST_BYTES};
 use streamgate_swarm::{SwarmHandle, daemon::unix_now, identity::Identity};
+use tokio::{
+    io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt},
+    sync::{Semaphore, SemaphorePermit},
+};
 
 use super::{access::keys, presence::Presence};
 use crate::actors::db::{BlobEntry, DbError, NodeDb, Origin};
@@ -34,9 +38,21 @@ pub enum AddError {
     Refused(String),
 }
 
+/// Largest piece read from the store at once.
+pub const READ_PIECE: u64 = 256 * 1024;
+/// iroh-blobs queues at most 10 commands per blob and refuses more ("Entity actor inbox is
+/// full"); this node's own reads, status checks and fetch bookkeeping stay well below.
+const OPS_PER_ENTITY: usize = 4;
+const ENTITY_TURN_SHARDS: usize = 256;
+/// Tries of one store read before a reader is told it failed.
+const READ_ATTEMPTS: u32 = 5;
+
 #[derive(Debug)]
 pub struct Blobs {
     store: Store,
+    /// Where uploads are spooled before import (`DATA_DIR/spool`).
+    spool_dir: PathBuf,
+    entity_turns: Vec<Semaphore>,
     db: Arc<NodeDb>,
     swarm: SwarmHandle,
     presence: Arc<Presence>,
@@ -54,15 +70,22 @@ pub fn blob_tag(hash: &ContentHash) -> String {
 }
 
 impl Blobs {
+    /// The blob service; spool files a crash left in `spool_dir` are removed.
     pub fn new(
         store: Store,
+        spool_dir: PathBuf,
         db: Arc<NodeDb>,
         swarm: SwarmHandle,
         presence: Arc<Presence>,
         identity: Identity,
     ) -> Self {
+        let _ = std::fs::remove_dir_all(&spool_dir);
         Self {
             store,
+            spool_dir,
+            entity_turns: (0..ENTITY_TURN_SHARDS)
+                .map(|_| Semaphore::new(OPS_PER_ENTITY))
+                .collect(),
             db,
             swarm,
             presence,
@@ -75,19 +98,23 @@ impl Blobs {
         &self.store
     }
 
-    /// Stores the bytes of `data` as a blob, durably, then provides and announces it.
-    pub async fn add(
-        &self,
-        data: impl Stream<Item = std::io::Result<Bytes>> + Send + Sync + 'static,
-    ) -> Result<Added, AddError> {
+    /// A new, empty spool file for bytes on their way into the store.
+    pub async fn spool(&self) -> Result<Spool, AddError> {
+        Spool::create(&self.spool_dir).await
+    }
+
+    /// Stores the bytes of a finished spool file as a blob, durably, then provides and
+    /// announces it. The spool file is removed whatever happens.
+    pub async fn add(&self, mut spool: Spool) -> Result<Added, AddError> {
+        spool.finish().await?;
         let temp_tag = self
             .store
             .blobs()
-            .add_stream(data)
-            .await
+            .add_path(&spool.path)
             .temp_tag()
             .await
-            .map_err(|e| AddError::Upload(e.to_string()))?;
+            .map_err(|e| AddError::Store(e.to_string()))?;
+        drop(spool);
         let hash = ContentHash::from_bytes(*temp_tag.hash().as_bytes());
         // Refused before it is tagged: the temp tag's drop leaves the bytes unreferenced.
         self.refuse_hostile_manifest(&hash).await?;
@@ -205,6 +232,7 @@ impl Blobs {
     /// The size of `hash` if it is recorded here and complete in the store.
     pub async fn local_size(&self, hash: &ContentHash) -> Option<u64> {
         self.db.blob(hash).ok().flatten()?;
+        let _turn = self.entity_turn(hash).await;
         match self.store.blobs().status(iroh_hash(hash)).await {
             Ok(BlobStatus::Complete { size }) => Some(size),
             _ => None,
@@ -218,12 +246,14 @@ impl Blobs {
 
     /// What the store holds of `hash`: verified byte ranges, and the size when proven.
     pub async fn present(&self, hash: &ContentHash) -> Result<Present, String> {
+        let turn = self.entity_turn(hash).await;
         let bitfield = self
             .store
             .blobs()
             .observe(iroh_hash(hash))
             .await
             .map_err(|e| format!("local store: {e}"))?;
+        drop(turn);
         // Boundaries alternate start, end, ...; an odd count leaves the last range open.
         let bytes: Vec<u64> = bitfield
             .ranges
@@ -242,6 +272,7 @@ impl Blobs {
     }
 
     pub async fn get_bytes(&self, hash: &ContentHash) -> Result<Bytes, String> {
+        let _turn = self.entity_turn(hash).await;
         self.store
             .blobs()
             .get_bytes(iroh_hash(hash))
@@ -249,9 +280,65 @@ impl Blobs {
             .map_err(|e| e.to_string())
     }
 
-    /// A reader of verified bytes (`AsyncRead + AsyncSeek`).
-    pub fn reader(&self, hash: &ContentHash) -> BlobReader {
-        self.store.blobs().reader(iroh_hash(hash))
+    /// Up to [`READ_PIECE`] verified bytes of `hash` at `pos` (before `end`), taking a
+    /// turn at the blob's store entity; with `retry`, a failed read is tried again a few
+    /// times (the store refuses work for a blob whose queue is full).
+    pub async fn read_piece(
+        &self,
+        hash: &ContentHash,
+        pos: u64,
+        end: u64,
+        retry: bool,
+    ) -> io::Result<Bytes> {
+        let len = end.saturating_sub(pos).min(READ_PIECE) as usize;
+        let mut backoff = Duration::from_millis(5);
+        let mut attempt = 1;
+        loop {
+            let read = async {
+                let _turn = self.entity_turn(hash).await;
+                let mut reader = self.store.blobs().reader(iroh_hash(hash));
+                reader.seek(io::SeekFrom::Start(pos)).await?;
+                let mut buf = vec![0u8; len];
+                reader.read_exact(&mut buf).await?;
+                Ok::<_, io::Error>(Bytes::from(buf))
+            };
+            match read.await {
+                Ok(bytes) => return Ok(bytes),
+                Err(e) if !retry || attempt == READ_ATTEMPTS => return Err(e),
+                Err(e) => {
+                    tracing::debug!(blob = %hash.short(), pos, attempt, "store read failed, retrying: {e}");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 4;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// The bytes `range` of a blob complete here, piece by piece.
+    pub fn read_stream(
+        self: &Arc<Self>,
+        hash: ContentHash,
+        range: Range<u64>,
+    ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+        futures::stream::try_unfold(
+            (self.clone(), range.start),
+            move |(blobs, pos)| async move {
+                if pos >= range.end {
+                    return Ok(None);
+                }
+                let piece = blobs.read_piece(&hash, pos, range.end, true).await?;
+                let next = pos + piece.len() as u64;
+                Ok(Some((piece, (blobs, next))))
+            },
+        )
+    }
+
+    /// A turn at `hash`'s store entity: at most [`OPS_PER_ENTITY`] of this node's
+    /// operations on one blob at once (hashes share a turn table by their first byte).
+    async fn entity_turn(&self, hash: &ContentHash) -> Option<SemaphorePermit<'_>> {
+        let shard = usize::from(hash.as_bytes()[0]) % self.entity_turns.len();
+        self.entity_turns[shard].acquire().await.ok()
     }
 
     /// Re-provides every recorded blob (after a restart).
@@ -278,4 +365,73 @@ pub struct Present {
     pub ranges: Vec<Range<u64>>,
     /// The size, once the last chunk is verified.
     pub proven_size: Option<u64>,
+}
+
+/// Bytes of an upload on their way into the store: a file in `DATA_DIR/spool`, removed
+/// when dropped, so an aborted upload leaves nothing behind. (iroh-blobs' own stream import
+/// leaves its temp file behind when the stream fails.)
+#[derive(Debug)]
+pub struct Spool {
+    path: PathBuf,
+    file: Option<tokio::fs::File>,
+    len: u64,
+}
+
+impl Spool {
+    async fn create(dir: &std::path::Path) -> Result<Self, AddError> {
+        let store_err = |e: std::io::Error| AddError::Store(format!("spool file: {e}"));
+        tokio::fs::create_dir_all(dir).await.map_err(store_err)?;
+        let mut raw = [0u8; 16];
+        rand::fill(&mut raw);
+        let path = dir.join(format!("{}.part", hex::encode(raw)));
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(store_err)?;
+        Ok(Self {
+            path,
+            file: Some(file),
+            len: 0,
+        })
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), AddError> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| AddError::Store("spool file already finished".into()))?;
+        file.write_all(bytes)
+            .await
+            .map_err(|e| AddError::Store(format!("spool file: {e}")))?;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Writes out what tokio still buffers and closes the file.
+    async fn finish(&mut self) -> Result<(), AddError> {
+        if let Some(mut file) = self.file.take() {
+            file.flush()
+                .await
+                .map_err(|e| AddError::Store(format!("spool file: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        drop(self.file.take());
+        let _ = std::fs::remove_file(&self.path);
+    }
 }

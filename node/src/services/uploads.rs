@@ -3,11 +3,18 @@
 //!
 //! Bytes go to `DATA_DIR/uploads/<id>.part`; the offset is that file's length, so an
 //! interrupted append keeps every byte that arrived, and a client resumes from there.
+//!
+//! Disk is budgeted: uploads not yet published reserve their whole length against
+//! `uploads.max_unfinished_bytes`, and one untouched for `uploads.expiry_secs` is removed
+//! (unless a publishing job is reading it).
 
 use std::{
     collections::HashSet,
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use bytes::Bytes;
@@ -15,7 +22,10 @@ use futures::{Stream, StreamExt};
 use streamgate_swarm::daemon::unix_now;
 use tokio::io::AsyncWriteExt;
 
-use crate::actors::db::{DbError, NodeDb, UploadEntry};
+use crate::{
+    actors::db::{DbError, NodeDb, UploadEntry},
+    config::UploadsConfig,
+};
 
 /// Why an upload operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +37,14 @@ pub enum UploadError {
         "{length} bytes is more than this node accepts ({limit}; config key api.max_upload_bytes)"
     )]
     TooLarge { length: u64, limit: u64 },
+    #[error(
+        "unfinished uploads already reserve {reserved} bytes; {length} more would pass this node's quota of {limit} (config key uploads.max_unfinished_bytes): finish, publish or delete one first"
+    )]
+    OverQuota {
+        length: u64,
+        reserved: u64,
+        limit: u64,
+    },
     #[error("another append to this upload is in progress")]
     Busy,
     #[error("the append starts at {claimed} but the node has {offset} bytes; resume from {offset}")]
@@ -67,8 +85,20 @@ pub struct Uploads {
     dir: PathBuf,
     db: Arc<NodeDb>,
     max_bytes: u64,
+    budget: UploadsConfig,
     /// Uploads with an append in progress: one writer per upload at a time.
     writing: Mutex<HashSet<String>>,
+    /// Held while checking the quota and recording a new upload, so two creations cannot
+    /// both fit in the same room.
+    creating: Mutex<()>,
+    expired: AtomicU64,
+}
+
+/// Unfinished uploads against their quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reserved {
+    pub uploads: usize,
+    pub bytes: u64,
 }
 
 /// Upload ids: 32 lowercase hex digits (128 random bits).
@@ -77,13 +107,84 @@ pub fn is_valid_id(id: &str) -> bool {
 }
 
 impl Uploads {
-    pub fn new(dir: PathBuf, db: Arc<NodeDb>, max_bytes: u64) -> Self {
+    pub fn new(dir: PathBuf, db: Arc<NodeDb>, max_bytes: u64, budget: UploadsConfig) -> Self {
         Self {
             dir,
             db,
             max_bytes,
+            budget,
             writing: Mutex::new(HashSet::new()),
+            creating: Mutex::new(()),
+            expired: AtomicU64::new(0),
         }
+    }
+
+    pub fn budget(&self) -> &UploadsConfig {
+        &self.budget
+    }
+
+    /// Uploads removed for having expired since the node started.
+    pub fn expired(&self) -> u64 {
+        self.expired.load(Ordering::Relaxed)
+    }
+
+    /// What the uploads held here reserve.
+    pub fn reserved(&self) -> Result<Reserved, UploadError> {
+        let uploads = self.db.uploads()?;
+        Ok(Reserved {
+            uploads: uploads.len(),
+            bytes: uploads.iter().map(|(_, u)| u.length).sum(),
+        })
+    }
+
+    /// When `entry` expires (unix seconds).
+    pub fn expires_at(&self, entry: &UploadEntry) -> u64 {
+        entry.touched_at().saturating_add(self.budget.expiry_secs)
+    }
+
+    /// Removes every upload untouched past its expiry, except those in `in_use`, and any
+    /// `.part` file the database does not know; returns how many uploads went.
+    pub async fn remove_expired(&self, in_use: &HashSet<String>, now: u64) -> usize {
+        let Ok(uploads) = self.db.uploads() else {
+            return 0;
+        };
+        let mut removed = 0;
+        for (id, entry) in &uploads {
+            if now < self.expires_at(entry) || in_use.contains(id) {
+                continue;
+            }
+            // Never under an append in progress.
+            let Ok(_writer) = self.lock_writer(id) else {
+                continue;
+            };
+            if self.db.remove_upload(id).is_ok() {
+                let _ = tokio::fs::remove_file(self.path(id)).await;
+                tracing::info!(upload = %id, "unfinished upload expired; removed");
+                removed += 1;
+            }
+        }
+        self.expired.fetch_add(removed as u64, Ordering::Relaxed);
+        let known: HashSet<String> = uploads
+            .into_iter()
+            .map(|(id, _)| format!("{id}.part"))
+            .collect();
+        if let Ok(mut dir) = tokio::fs::read_dir(&self.dir).await {
+            while let Ok(Some(file)) = dir.next_entry().await {
+                let name = file.file_name().to_string_lossy().into_owned();
+                // Created just now: its row may be on its way.
+                let fresh = file
+                    .metadata()
+                    .await
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|t| t.elapsed().ok())
+                    .is_none_or(|age| age.as_secs() < 60);
+                if name.ends_with(".part") && !known.contains(&name) && !fresh {
+                    let _ = tokio::fs::remove_file(file.path()).await;
+                }
+            }
+        }
+        removed
     }
 
     /// Largest upload accepted.
@@ -112,15 +213,33 @@ impl Uploads {
         rand::fill(&mut raw);
         let id = hex::encode(raw);
         tokio::fs::create_dir_all(&self.dir).await?;
-        tokio::fs::File::create(self.path(&id)).await?;
-        self.db.put_upload(
-            &id,
-            &UploadEntry {
-                length,
-                metadata,
-                created_at: unix_now(),
-            },
-        )?;
+        {
+            let _creating = self
+                .creating
+                .lock()
+                .map_err(|_| UploadError::Store("upload table poisoned".into()))?;
+            let reserved = self.reserved()?.bytes;
+            if reserved.saturating_add(length) > self.budget.max_unfinished_bytes {
+                return Err(UploadError::OverQuota {
+                    length,
+                    reserved,
+                    limit: self.budget.max_unfinished_bytes,
+                });
+            }
+            self.db.put_upload(
+                &id,
+                &UploadEntry {
+                    length,
+                    metadata,
+                    created_at: unix_now(),
+                    last_write_at: 0,
+                },
+            )?;
+        }
+        if let Err(e) = tokio::fs::File::create(self.path(&id)).await {
+            let _ = self.db.remove_upload(&id);
+            return Err(e.into());
+        }
         Ok(id)
     }
 
@@ -202,6 +321,11 @@ impl Uploads {
         }
         file.flush().await?;
         file.sync_all().await?;
+        if written > state.offset {
+            let mut entry = state.entry;
+            entry.last_write_at = unix_now();
+            self.db.put_upload(id, &entry)?;
+        }
         end.map(|()| written)
     }
 

@@ -1,11 +1,20 @@
 //! `make bench-gateway`: hot-segment serving. `wrk` requests one media segment of a
 //! published video from a StreamGate node's gateway, and in the same run the same bytes
-//! from nginx (sendfile, access log off). Prints requests/s and MB/s for both and the ratio.
+//! from nginx (sendfile, access log off). Prints requests/s and MB/s for both and the ratio,
+//! then the same again while 2,000 idle connections are held open against each server (a
+//! closed one is opened again at once; each server keeps its own timeouts: the node's
+//! defaults, nginx's defaults).
 
 use std::{
-    net::TcpListener,
+    io::Read,
+    net::{SocketAddr, TcpListener, TcpStream},
     path::Path,
     process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
     time::Duration,
 };
 
@@ -14,9 +23,11 @@ use streamgate_tests::{cli, init_node_dir, media::make_clip, start_node, test_co
 
 const ROUNDS: usize = 2;
 const WRK_ARGS: [&str; 4] = ["-t2", "-c32", "-d10s", "--latency"];
+const IDLE_CONNECTIONS: usize = 2000;
 
 fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    streamgate_tests::raise_descriptor_limit();
     let root = tempfile::tempdir()?;
     let dir = root.path().join("node");
     init_node_dir(&dir, &test_config())?;
@@ -51,27 +62,123 @@ fn main() -> anyhow::Result<()> {
         segment.len(),
         WRK_ARGS.join(" ")
     );
+    let plain = rounds(&ours, &theirs, None)?;
+    let ours_addr: SocketAddr = node.info.api_url.trim_start_matches("http://").parse()?;
+    let theirs_addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let idle = rounds(&ours, &theirs, Some((ours_addr, theirs_addr)))?;
+    println!();
+    println!("hot segment (best of {ROUNDS}):");
+    plain.print("");
+    idle.print(&format!(
+        "with {IDLE_CONNECTIONS} idle connections held open: "
+    ));
+    drop(node);
+    Ok(())
+}
+
+/// The best figures of both servers over [`ROUNDS`] rounds.
+struct Best {
+    ours: (f64, f64),
+    theirs: (f64, f64),
+}
+
+impl Best {
+    fn print(&self, label: &str) {
+        let ((or, om), (tr, tm)) = (self.ours, self.theirs);
+        println!(
+            "  {label}streamgate {or:8.0} req/s {om:7.1} MB/s   nginx {tr:8.0} req/s {tm:7.1} MB/s   ratio {:.2}",
+            or / tr
+        );
+    }
+}
+
+/// wrk against both servers in turn; with `idle`, while [`IDLE_CONNECTIONS`] idle
+/// connections are held open against the server being measured.
+fn rounds(
+    ours: &str,
+    theirs: &str,
+    idle: Option<(SocketAddr, SocketAddr)>,
+) -> anyhow::Result<Best> {
     let mut results = Vec::new();
     for round in 0..ROUNDS {
-        let o = wrk(&ours)?;
-        let t = wrk(&theirs)?;
+        let measure = |url: &str, addr: Option<SocketAddr>| -> anyhow::Result<(Wrk, u64)> {
+            let holder = addr
+                .map(|a| IdleHolder::start(a, IDLE_CONNECTIONS))
+                .transpose()?;
+            let result = wrk(url)?;
+            let reopened = holder.map_or(0, IdleHolder::stop);
+            Ok((result, reopened))
+        };
+        let (o, o_reopened) = measure(ours, idle.map(|i| i.0))?;
+        let (t, t_reopened) = measure(theirs, idle.map(|i| i.1))?;
+        let idle_note = if idle.is_some() {
+            format!(
+                " (idle connections closed by the server and reopened: streamgate {o_reopened}, nginx {t_reopened})"
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "round {round}: streamgate {:.0} req/s {:.1} MB/s p99 {}   nginx {:.0} req/s {:.1} MB/s p99 {}",
-            o.requests, o.megabytes, o.p99, t.requests, t.megabytes, t.p99
+            "round {round}{}: streamgate {:.0} req/s {:.1} MB/s p99 {}   nginx {:.0} req/s {:.1} MB/s p99 {}{idle_note}",
+            if idle.is_some() { " idle" } else { "" },
+            o.requests,
+            o.megabytes,
+            o.p99,
+            t.requests,
+            t.megabytes,
+            t.p99
         );
         results.push((o, t));
     }
     let best = |f: fn(&(Wrk, Wrk)) -> f64| results.iter().map(f).fold(0.0, f64::max);
-    let (or, tr) = (best(|r| r.0.requests), best(|r| r.1.requests));
-    let (om, tm) = (best(|r| r.0.megabytes), best(|r| r.1.megabytes));
-    println!();
-    println!("hot segment (best of {ROUNDS}):");
-    println!(
-        "  streamgate {or:8.0} req/s {om:7.1} MB/s   nginx {tr:8.0} req/s {tm:7.1} MB/s   ratio {:.2}",
-        or / tr
-    );
-    drop(node);
-    Ok(())
+    Ok(Best {
+        ours: (best(|r| r.0.requests), best(|r| r.0.megabytes)),
+        theirs: (best(|r| r.1.requests), best(|r| r.1.megabytes)),
+    })
+}
+
+/// Holds idle connections open against a server, opening a new one for each it closes.
+struct IdleHolder {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<u64>,
+}
+
+impl IdleHolder {
+    fn start(addr: SocketAddr, count: usize) -> anyhow::Result<Self> {
+        let open = move || -> std::io::Result<TcpStream> {
+            let stream = TcpStream::connect(addr)?;
+            stream.set_nonblocking(true)?;
+            Ok(stream)
+        };
+        let mut streams = (0..count).map(|_| open()).collect::<Result<Vec<_>, _>>()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut reopened = 0;
+            let mut byte = [0u8; 1];
+            while !stopping.load(Ordering::Relaxed) {
+                for stream in &mut streams {
+                    let closed = match stream.read(&mut byte) {
+                        Ok(_) => true,
+                        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+                    };
+                    if closed && let Ok(fresh) = open() {
+                        *stream = fresh;
+                        reopened += 1;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            reopened
+        });
+        Ok(Self { stop, thread })
+    }
+
+    /// Closes every connection; returns how many the server closed and were reopened.
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or(0)
+    }
 }
 
 fn fetch(url: &str) -> anyhow::Result<Vec<u8>> {
@@ -146,7 +253,7 @@ impl Nginx {
             &conf,
             format!(
                 "daemon off;\nworker_processes 2;\nuser root;\npid {root}/nginx.pid;\nerror_log {root}/nginx-error.log;\n\
-                 events {{ worker_connections 1024; }}\n\
+                 events {{ worker_connections 4096; }}\n\
                  http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 1000000;\n\
                  types {{ video/mp4 m4s; }}\n\
                  server {{\n    listen 127.0.0.1:{port};\n    root {root}/www;\n\

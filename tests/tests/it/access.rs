@@ -956,7 +956,10 @@ fn a_flood_of_nonce_requests_is_rate_limited_and_a_sign_in_begun_before_it_succe
                             r.status().as_u16(),
                             r.headers().contains_key(reqwest::header::RETRY_AFTER),
                         ),
-                        Err(_) => (0, false),
+                        Err(e) => {
+                            eprintln!("nonce request failed: {e:?}");
+                            (0, false)
+                        }
                     }
                 }
             })

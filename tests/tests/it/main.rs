@@ -5,6 +5,7 @@ mod access;
 mod bad_input;
 mod data_plane;
 mod faults;
+mod load;
 mod media;
 mod operator;
 mod publish;

@@ -16,7 +16,7 @@
 
 mod cache;
 pub mod chain;
-mod expiring;
+pub mod expiring;
 pub mod keys;
 
 use std::{collections::HashMap, sync::Arc};

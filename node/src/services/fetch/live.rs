@@ -19,7 +19,7 @@ use std::{
 use bytes::Bytes;
 use futures::Stream;
 use streamgate_protocol::ContentHash;
-use tokio::{io::AsyncReadExt, sync::watch};
+use tokio::sync::watch;
 
 use super::FetchError;
 use crate::services::blobs::Blobs;
@@ -29,8 +29,6 @@ pub const WINDOW_BYTES: u64 = 32 << 20;
 /// How long a reader waits for the next verified bytes before it gives up. Longer than
 /// any stall the fetch itself tolerates, so the fetch decides first.
 const READER_PATIENCE: Duration = Duration::from_secs(120);
-/// Largest piece a reader hands on at once when reading from the store.
-const STORE_PIECE: u64 = 256 * 1024;
 
 /// Where a fetch stands, as readers see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,12 +233,14 @@ impl LiveBlob {
             }
             match self.state() {
                 LiveState::Failed(e) => return Err(std::io::Error::other(e.to_string())),
-                LiveState::Stored { .. } => return read_store(blobs, &self.hash, pos, end).await,
+                LiveState::Stored { .. } => {
+                    return blobs.read_piece(&self.hash, pos, end, true).await;
+                }
                 _ => {
                     // Verified but not in memory (behind the window, or over the budget):
                     // the store has them, or will once the import catches up.
                     if self.is_verified(pos)
-                        && let Ok(bytes) = read_store(blobs, &self.hash, pos, end).await
+                        && let Ok(bytes) = blobs.read_piece(&self.hash, pos, end, false).await
                     {
                         return Ok(bytes);
                     }
@@ -276,23 +276,6 @@ fn merge(ranges: &mut Vec<Range<u64>>, range: Range<u64>) {
         merged = merged.start.min(r.start)..merged.end.max(r.end);
     }
     ranges.insert(at, merged);
-}
-
-/// Up to [`STORE_PIECE`] verified bytes from the store at `pos`; an error if the store does
-/// not hold them (yet).
-async fn read_store(
-    blobs: &Blobs,
-    hash: &ContentHash,
-    pos: u64,
-    end: u64,
-) -> std::io::Result<Bytes> {
-    use tokio::io::AsyncSeekExt;
-    let len = (end - pos).min(STORE_PIECE);
-    let mut reader = blobs.reader(hash);
-    reader.seek(std::io::SeekFrom::Start(pos)).await?;
-    let mut buf = vec![0u8; len as usize];
-    reader.read_exact(&mut buf).await?;
-    Ok(Bytes::from(buf))
 }
 
 #[cfg(test)]

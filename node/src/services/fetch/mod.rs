@@ -19,6 +19,7 @@
 
 mod driver;
 pub mod live;
+pub mod lookups;
 
 use std::{
     collections::HashMap,
@@ -33,6 +34,7 @@ use streamgate_protocol::{ContentHash, reputation::ProviderKey};
 use streamgate_swarm::SwarmHandle;
 
 pub use live::{LiveBlob, LiveState};
+use lookups::Lookups;
 
 use super::{blobs::Blobs, reputation::Reputation};
 use crate::{actors::data_plane::DataPlane, config::FetchConfig};
@@ -60,6 +62,10 @@ pub enum FetchError {
         claimed: u64,
         proven: u64,
     },
+    #[error(
+        "this node is looking for as much content as it allows (config key fetch.max_lookups_waiting); retry shortly"
+    )]
+    Busy,
     #[error("local blob store: {0}")]
     Store(String),
     #[error("swarm: {0}")]
@@ -133,6 +139,7 @@ struct Shared {
     in_flight: Mutex<HashMap<ContentHash, Arc<LiveBlob>>>,
     live_budget: Arc<AtomicU64>,
     counters: Counters,
+    lookups: Arc<Lookups>,
 }
 
 /// The fetch service.
@@ -152,6 +159,7 @@ impl Fetcher {
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
+                lookups: Arc::new(Lookups::new(config.clone())),
                 config,
                 me,
                 blobs,
@@ -171,7 +179,7 @@ impl Fetcher {
         if let Some(size) = self.shared.blobs.local_size(&request.hash).await {
             return Ok(Source::Local { size });
         }
-        let blob = self.start(request);
+        let blob = self.start(request)?;
         match blob.ready().await {
             LiveState::Flowing { size } => Ok(Source::Live { size, blob }),
             LiveState::Stored { size } => Ok(Source::Local { size }),
@@ -185,19 +193,29 @@ impl Fetcher {
         if let Some(size) = self.shared.blobs.local_size(&request.hash).await {
             return Ok(size);
         }
-        self.start(request).finished().await
+        self.start(request)?.finished().await
     }
 
-    /// Joins the fetch of this hash in flight, or starts one.
-    fn start(&self, request: FetchRequest) -> Arc<LiveBlob> {
-        let Ok(mut in_flight) = self.shared.in_flight.lock() else {
-            let blob = Arc::new(self.new_live(request.hash));
-            blob.end(Err(FetchError::Store("fetch table poisoned".into())));
-            return blob;
-        };
-        if let Some(blob) = in_flight.get(&request.hash) {
-            return blob.clone();
+    /// Joins the fetch of this hash in flight, or starts one once a lookup slot is free
+    /// (see [`lookups`]).
+    fn start(&self, request: FetchRequest) -> Result<Arc<LiveBlob>, FetchError> {
+        let lookups = &self.shared.lookups;
+        if lookups.recently_not_found(&request.hash) {
+            return Err(FetchError::NotFound {
+                hash: request.hash,
+                waited_secs: 0,
+            });
         }
+        let mut in_flight = self
+            .shared
+            .in_flight
+            .lock()
+            .map_err(|_| FetchError::Store("fetch table poisoned".into()))?;
+        if let Some(blob) = in_flight.get(&request.hash) {
+            lookups.joined();
+            return Ok(blob.clone());
+        }
+        let ticket = lookups.enqueue().ok_or(FetchError::Busy)?;
         let blob = Arc::new(self.new_live(request.hash));
         in_flight.insert(request.hash, blob.clone());
         drop(in_flight);
@@ -205,7 +223,21 @@ impl Fetcher {
         let live = blob.clone();
         tokio::spawn(async move {
             let started = tokio::time::Instant::now();
-            let result = driver::fetch(&shared, request, &live).await;
+            let result = match ticket.slot().await {
+                Some(slot) => {
+                    // The slot is given back once bytes flow: the lookup is over then.
+                    let flowing = live.clone();
+                    tokio::spawn(async move {
+                        flowing.ready().await;
+                        drop(slot);
+                    });
+                    driver::fetch(&shared, request, &live).await
+                }
+                None => Err(FetchError::Store("the lookup queue closed".into())),
+            };
+            if let Err(FetchError::NotFound { .. }) = &result {
+                shared.lookups.remember_not_found(request.hash);
+            }
             match &result {
                 Ok(size) => tracing::debug!(
                     hash = %request.hash.short(),
@@ -227,7 +259,7 @@ impl Fetcher {
             }
             live.end(result);
         });
-        blob
+        Ok(blob)
     }
 
     fn new_live(&self, hash: ContentHash) -> LiveBlob {
@@ -242,6 +274,7 @@ impl Fetcher {
             failed: counters.failed.load(Ordering::Relaxed),
             lookups_cached: counters.lookups_cached.load(Ordering::Relaxed),
             lookups_dht: counters.lookups_dht.load(Ordering::Relaxed),
+            lookups: self.shared.lookups.status(),
         }
     }
 }

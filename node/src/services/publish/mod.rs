@@ -20,7 +20,7 @@ mod gating;
 mod pipeline;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -255,6 +255,49 @@ impl Publisher {
         }
     }
 
+    /// Uploads that queued or running jobs will read: never expired under them.
+    pub fn uploads_in_use(&self) -> HashSet<String> {
+        self.parts
+            .db
+            .jobs()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, job)| !job.state.is_final())
+            .map(|(_, job)| job.upload_id)
+            .collect()
+    }
+
+    /// Ended jobs remembered now.
+    pub fn ended_jobs(&self) -> usize {
+        self.parts
+            .db
+            .jobs()
+            .map(|jobs| jobs.iter().filter(|(_, j)| j.state.is_final()).count())
+            .unwrap_or(0)
+    }
+
+    /// Forgets the oldest ended jobs beyond `transcode.keep_ended_jobs`.
+    fn forget_old_jobs(&self) {
+        let Ok(jobs) = self.parts.db.jobs() else {
+            return;
+        };
+        let mut ended: Vec<_> = jobs
+            .into_iter()
+            .filter(|(_, job)| job.state.is_final())
+            .collect();
+        let keep = self.parts.settings.keep_ended_jobs;
+        if ended.len() <= keep {
+            return;
+        }
+        // Newest first; ids break ties so the order is stable.
+        ended.sort_by(|(a_id, a), (b_id, b)| b.created_at.cmp(&a.created_at).then(b_id.cmp(a_id)));
+        for (id, _) in &ended[keep..] {
+            if let Err(e) = self.parts.db.remove_job(id) {
+                tracing::warn!(job = %id, "cannot forget an old job: {e}");
+            }
+        }
+    }
+
     /// Stops a queued or running job; it ends as cancelled and announces nothing.
     pub fn cancel(&self, id: &str) -> Result<JobView, PublishError> {
         let view = self.job(id)?;
@@ -326,6 +369,7 @@ impl Publisher {
             if let Ok(mut live) = publisher.live.lock() {
                 live.remove(&id);
             }
+            publisher.forget_old_jobs();
             // The encoders' hundreds of megabytes are free now; hand them back.
             let _ = tokio::task::spawn_blocking(crate::memory::release_free_memory).await;
         });
