@@ -61,7 +61,7 @@ send_timeout_secs = 30
 # A request body that sends nothing for this many seconds ends with an error.
 body_timeout_secs = 30
 # Requests on one connection before the node asks the client to reconnect.
-max_requests_per_connection = 1000
+max_requests_per_connection = 10000
 
 [fetch]
 # How long a fetch may look for providers before answering "not found".
@@ -298,7 +298,7 @@ impl Default for ApiConfig {
             keep_alive_secs: 30,
             send_timeout_secs: 30,
             body_timeout_secs: 30,
-            max_requests_per_connection: 1000,
+            max_requests_per_connection: 10_000,
         }
     }
 }
