@@ -66,8 +66,16 @@ fn main() -> std::io::Result<()> {
         issued_at: SEED_NOW,
     }
     .sign(signing_key());
-    write("node_record", "full", &with_now(SEED_NOW, &full_record.encode()))?;
-    write("node_record", "bare", &with_now(SEED_NOW, &bare_record.encode()))?;
+    write(
+        "node_record",
+        "full",
+        &with_now(SEED_NOW, &full_record.encode()),
+    )?;
+    write(
+        "node_record",
+        "bare",
+        &with_now(SEED_NOW, &bare_record.encode()),
+    )?;
 
     let announcement = Announcement {
         hash: ContentHash::of(b"segment"),
@@ -100,6 +108,10 @@ fn main() -> std::io::Result<()> {
                      Expiration Time: 2026-11-28T10:00:00Z\nNot Before: 2026-11-27T10:00:00Z\n\
                      Request ID: 42\nResources:\n- ipfs://x\n- https://example.com/a\n";
     write("siwe_message", "every_field", siwe_full.as_bytes())?;
+    // Times alone (`parse_time`), the edges of what RFC 3339 can write among them.
+    write("siwe_message", "time", b"2026-11-27T10:00:00.5+01:00")?;
+    write("siwe_message", "earliest_time", b"0000-01-01T00:00:00Z")?;
+    write("siwe_message", "latest_time", b"9999-12-31T23:59:59Z")?;
 
     for (name, size, header) in [
         ("first_bytes", 10_000, "bytes=0-499"),

@@ -27,7 +27,11 @@ fuzz_target!(|data: &[u8]| {
     let key = RecordKey::new(&key);
     let _ = hash_of_provider_key(&key);
     if let Ok(record) = validate_put(&key, value, now) {
-        assert_eq!(record.encode(), value, "an accepted record has a second encoding");
+        assert_eq!(
+            record.encode(),
+            value,
+            "an accepted record has a second encoding"
+        );
         let peer = peer_of_node_key(&key).expect("an accepted record's key names a peer");
         assert_eq!(peer_id_of(&record.record.node_key), Some(peer));
     }

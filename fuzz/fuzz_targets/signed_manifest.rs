@@ -1,13 +1,13 @@
 //! `SignedManifest::decode_verified`: manifests arrive from other nodes, fetched by id.
 //!
 //! Asserts: no panic; a manifest that verifies re-encodes to exactly the bytes it came in
-//! (its id is the hash of those bytes, so a second encoding would be a second id); and any
-//! manifest that validates, once signed, decodes back equal, and survives JSON (the API's
-//! `ManifestView`) unchanged.
+//! (its id is the hash of those bytes, so a second encoding would be a second id for the
+//! same signed manifest); and any manifest that validates, once signed, decodes back equal
+//! and survives JSON (the API's `ManifestView`) unchanged.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use streamgate_fuzz::{signing_key, wire_body};
+use streamgate_fuzz::{signing_key, wire_body, with_fields_as_written};
 use streamgate_protocol::{ContentHash, Manifest, SignedManifest};
 
 fuzz_target!(|data: &[u8]| {
@@ -21,15 +21,19 @@ fuzz_target!(|data: &[u8]| {
         let _ = signed.manifest.key_binding();
     }
 
-    // The same bytes as a creator's manifest: signed here, so the checks after the
-    // signature are reached too.
-    let Ok((mut manifest, _)) = postcard::take_from_bytes::<Manifest>(wire_body(data)) else {
+    // The same bytes as the fields of a manifest, signed here: the fuzzer cannot forge
+    // signatures, so this is how it reaches the checks behind them.
+    let body = wire_body(data);
+    let Ok((mut manifest, rest)) = postcard::take_from_bytes::<Manifest>(body) else {
         return;
     };
+    let fields = &body[..body.len() - rest.len()];
+    let creator_as_written = manifest.creator == signing_key().verifying_key().to_bytes();
     manifest.creator = signing_key().verifying_key().to_bytes();
     let valid = manifest.validate();
     let signed = manifest.sign(signing_key());
-    let decoded = SignedManifest::decode_verified(&signed.encode());
+    let encoded = signed.encode();
+    let decoded = SignedManifest::decode_verified(&encoded);
     match valid {
         Ok(()) => {
             assert_eq!(decoded.as_ref(), Ok(&signed));
@@ -38,5 +42,14 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(back, signed.manifest);
         }
         Err(invalid) => assert_eq!(decoded, Err(invalid)),
+    }
+    if creator_as_written {
+        let as_written = with_fields_as_written(&encoded, fields);
+        if SignedManifest::decode_verified(&as_written).is_ok() {
+            assert_eq!(
+                as_written, encoded,
+                "a second encoding of a manifest verifies"
+            );
+        }
     }
 });

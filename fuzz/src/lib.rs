@@ -31,3 +31,15 @@ pub fn signing_key() -> &'static SigningKey {
 pub fn wire_body(data: &[u8]) -> &[u8] {
     data.get(1..).unwrap_or_default()
 }
+
+/// How the signature ends every signed message: its length as a varint (64), then its bytes.
+pub const SIGNATURE_ENCODING_LEN: usize = 1 + 64;
+
+/// `encoded` (a signed message's canonical encoding) with its fields as the input wrote
+/// them: the version byte, `fields`, then the signature. The signature covers the fields'
+/// canonical encoding, so this verifies exactly when the decoder takes `fields` for their
+/// canonical encoding, which a target asserts must be `fields` itself.
+pub fn with_fields_as_written(encoded: &[u8], fields: &[u8]) -> Vec<u8> {
+    let signature = &encoded[encoded.len() - SIGNATURE_ENCODING_LEN..];
+    [&encoded[..1], fields, signature].concat()
+}

@@ -75,6 +75,36 @@ mod tests {
         );
     }
 
+    /// Found by the `announcement` fuzz target: an announcement with a padded varint
+    /// verified, so one announcement had two encodings.
+    #[test]
+    fn a_second_encoding_is_refused() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let provider = NodeRecord {
+            node_key: key.verifying_key().to_bytes(),
+            direct_addrs: vec![],
+            relay_url: None,
+            issued_at: 100,
+        }
+        .sign(&key);
+        let canonical = Announcement {
+            hash: ContentHash::of(b"segment"),
+            size: 7,
+            provider,
+        }
+        .encode();
+        // Version, hash, then the size: 7 written as `87 00`.
+        let at = 1 + 32;
+        assert_eq!(canonical[at], 7);
+        let padded = [&canonical[..at], &[0x87, 0x00], &canonical[at + 1..]].concat();
+        assert_eq!(
+            Announcement::decode_verified(&padded, 100),
+            Err(RecordError::Decode(crate::DecodeError::NonCanonical {
+                what: "announcement"
+            }))
+        );
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..5000)) {

@@ -477,6 +477,22 @@ pub(crate) mod tests {
         }
     }
 
+    /// Found by the `signed_manifest` fuzz target: a signed manifest with one varint padded
+    /// (`89 00` for the title's length 9) verified, under a second id.
+    #[test]
+    fn a_second_encoding_of_a_signed_manifest_is_refused() {
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let canonical = sample(&key).sign(&key).encode();
+        assert_eq!(canonical[1], 9, "the title's length");
+        let padded = [&canonical[..1], &[0x89, 0x00], &canonical[2..]].concat();
+        assert_eq!(
+            SignedManifest::decode_verified(&padded),
+            Err(ManifestError::Decode(DecodeError::NonCanonical {
+                what: "manifest"
+            }))
+        );
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4000)) {

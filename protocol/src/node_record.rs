@@ -267,6 +267,29 @@ mod tests {
         ));
     }
 
+    /// Found by the `node_record` fuzz target: a signed record with its issue time 0 written
+    /// as the padded varint `80 00` verified, so one record had two encodings.
+    #[test]
+    fn a_second_encoding_of_a_signed_record_is_refused() {
+        let k = key(7);
+        let mut r = record(&k);
+        r.direct_addrs.clear();
+        r.relay_url = None;
+        r.issued_at = 0;
+        let canonical = r.sign(&k).encode();
+        // Version, key, no addresses, no relay, then the issue time.
+        assert_eq!(canonical[1 + 32..1 + 32 + 3], [0, 0, 0]);
+        let at = 1 + 32 + 2;
+        let padded = [&canonical[..at], &[0x80, 0x00], &canonical[at + 1..]].concat();
+        assert_eq!(
+            SignedNodeRecord::decode_verified(&padded, 0),
+            Err(RecordError::Decode(DecodeError::NonCanonical {
+                what: "node record"
+            }))
+        );
+        assert!(SignedNodeRecord::decode_verified(&canonical, 0).is_ok());
+    }
+
     proptest! {
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..3000)) {

@@ -288,7 +288,15 @@ fn parse_address(text: &str) -> Result<Address, SiweError> {
         .map_err(|_| SiweError::Malformed(format!("{text:?} is not an EIP-55 checksummed address")))
 }
 
+/// The instants RFC 3339 can write in UTC, `0000-01-01T00:00:00Z` to `9999-12-31T23:59:59Z`,
+/// in Unix seconds.
+const EARLIEST_TIME: i64 = -62_167_219_200;
+const LATEST_TIME: i64 = 253_402_300_799;
+
 /// RFC 3339 date-time (`2026-11-27T10:00:00Z`, `...00.123+02:00`) to Unix seconds.
+///
+/// Only instants that [`format_time`] can write back are accepted: with an offset or a leap
+/// second, a time in the year 0000 or 9999 can name an instant outside the four-digit years.
 pub fn parse_time(text: &str) -> Result<i64, SiweError> {
     let bad = || SiweError::Malformed(format!("{text:?} is not an RFC 3339 time"));
     let b = text.as_bytes();
@@ -342,7 +350,12 @@ pub fn parse_time(text: &str) -> Result<i64, SiweError> {
             sign * (h * 3600 + m * 60)
         }
     };
-    Ok(days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second - offset)
+    let unix =
+        days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second - offset;
+    if !(EARLIEST_TIME..=LATEST_TIME).contains(&unix) {
+        return Err(bad());
+    }
+    Ok(unix)
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ`.
@@ -483,6 +496,27 @@ mod tests {
         assert_eq!(parse_time("1970-01-01T00:00:00Z"), Ok(0));
         assert_eq!(parse_time("2000-03-01T01:00:00+01:00"), Ok(951868800));
         assert_eq!(format_time(951868800), "2000-03-01T00:00:00Z");
+    }
+
+    /// Found by the `siwe_message` fuzz target (from its edge-of-range seeds): times that an
+    /// offset or a leap second puts outside the years 0000 to 9999 parsed, but formatted as
+    /// text nothing parses (`-001-12-31T23:00:00Z`, `10000-01-01T00:00:00Z`).
+    #[test]
+    fn times_outside_four_digit_years_are_refused() {
+        for edge in ["0000-01-01T00:00:00Z", "9999-12-31T23:59:59Z"] {
+            let time = parse_time(edge).expect("an edge of the range");
+            assert_eq!(format_time(time), edge);
+        }
+        for outside in [
+            "0000-01-01T00:00:00+01:00",
+            "9999-12-31T23:59:60Z",
+            "9999-12-31T23:00:00-01:00",
+        ] {
+            assert!(
+                matches!(parse_time(outside), Err(SiweError::Malformed(_))),
+                "{outside}"
+            );
+        }
     }
 
     proptest! {

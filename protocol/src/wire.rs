@@ -1,6 +1,7 @@
 //! The versioned binary encoding shared by every wire message: one version byte, then the
-//! postcard encoding of the body. postcard is deterministic for a given value, which makes
-//! the encoding usable as the input of signatures and content ids.
+//! postcard encoding of the body. postcard is deterministic for a given value, and [`decode`]
+//! accepts only that one encoding, which makes the encoding usable as the input of
+//! signatures and content ids.
 
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -26,6 +27,8 @@ pub enum DecodeError {
     Malformed { what: &'static str, reason: String },
     #[error("malformed {what}: {trailing} bytes after the end of the message")]
     TrailingBytes { what: &'static str, trailing: usize },
+    #[error("malformed {what}: not the canonical encoding of its contents")]
+    NonCanonical { what: &'static str },
 }
 
 pub(crate) fn encode<T: Serialize>(version: u8, body: &T) -> Vec<u8> {
@@ -36,7 +39,7 @@ pub(crate) fn encode<T: Serialize>(version: u8, body: &T) -> Vec<u8> {
     out
 }
 
-pub(crate) fn decode<T: DeserializeOwned>(
+pub(crate) fn decode<T: Serialize + DeserializeOwned>(
     what: &'static str,
     version: u8,
     limit: usize,
@@ -67,5 +70,30 @@ pub(crate) fn decode<T: DeserializeOwned>(
             trailing: rest.len(),
         });
     }
+    // postcard also reads varints padded with redundant continuation bytes (`80 00` for 0).
+    // Signatures cover the canonical encoding, so without this check one signed message
+    // would verify in many encodings, and one manifest would have many ids.
+    if encode(version, &value)[1..] != *body {
+        return Err(DecodeError::NonCanonical { what });
+    }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_canonical_encoding_decodes() {
+        assert_eq!(decode::<u64>("test", 1, 16, &[1, 0]), Ok(0));
+        assert_eq!(
+            decode::<u64>("test", 1, 16, &[1, 0x80, 0]),
+            Err(DecodeError::NonCanonical { what: "test" })
+        );
+        assert_eq!(
+            decode::<(u32, String)>("test", 1, 16, &[1, 0xac, 0x82, 0, 1, b'x']),
+            Err(DecodeError::NonCanonical { what: "test" })
+        );
+        assert_eq!(encode(1, &(300u32, "x")), [1, 0xac, 0x02, 1, b'x']);
+    }
 }
