@@ -353,13 +353,16 @@ async fn run_connection(
     }
 }
 
-/// When the connection's current state next needs a look.
-fn expiry(shared: &Shared, connection: &Connection) -> Instant {
+/// When the connection's current state next needs a look (server ms), and the counter a
+/// close then counts under; no counter when that moment is only a re-check (a request in
+/// flight whose writes are not waiting on the client).
+fn deadline<'a>(shared: &'a Shared, connection: &Connection) -> (u64, Option<&'a AtomicU64>) {
     let limits = &shared.limits;
-    let at_ms = if connection.busy.load(Ordering::Acquire) {
+    if connection.busy.load(Ordering::Acquire) {
+        let send_ms = limits.send_timeout_secs * 1000;
         match connection.write_blocked_since.load(Ordering::Relaxed) {
-            0 => shared.now() + limits.send_timeout_secs * 1000,
-            since => since + limits.send_timeout_secs * 1000,
+            0 => (shared.now() + send_ms, None),
+            since => (since + send_ms, Some(&shared.stats.send_timed_out)),
         }
     } else {
         let allowed = if connection.requests.load(Ordering::Relaxed) == 0 {
@@ -367,30 +370,20 @@ fn expiry(shared: &Shared, connection: &Connection) -> Instant {
         } else {
             limits.keep_alive_secs
         };
-        connection.idle_since.load(Ordering::Relaxed) + allowed * 1000
-    };
-    shared.clock + Duration::from_millis(at_ms)
+        let at = connection.idle_since.load(Ordering::Relaxed) + allowed * 1000;
+        (at, Some(&shared.stats.idle_timed_out))
+    }
+}
+
+fn expiry(shared: &Shared, connection: &Connection) -> Instant {
+    shared.clock + Duration::from_millis(deadline(shared, connection).0)
 }
 
 /// The counter to bump if the connection has run out of time now.
 fn timed_out<'a>(shared: &'a Shared, connection: &Connection) -> Option<&'a AtomicU64> {
-    let now = shared.now();
+    let (at, counter) = deadline(shared, connection);
     // A millisecond of slack: the timer may fire just before the deadline it was set for.
-    let past = |at: u64| now + 1 >= at;
-    let limits = &shared.limits;
-    if connection.busy.load(Ordering::Acquire) {
-        let since = connection.write_blocked_since.load(Ordering::Relaxed);
-        (since != 0 && past(since + limits.send_timeout_secs * 1000))
-            .then_some(&shared.stats.send_timed_out)
-    } else {
-        let allowed = if connection.requests.load(Ordering::Relaxed) == 0 {
-            limits.header_timeout_secs
-        } else {
-            limits.keep_alive_secs
-        };
-        past(connection.idle_since.load(Ordering::Relaxed) + allowed * 1000)
-            .then_some(&shared.stats.idle_timed_out)
-    }
+    counter.filter(|_| shared.now() + 1 >= at)
 }
 
 async fn handle(
