@@ -23,14 +23,15 @@ use tokio::{
     time::Instant,
 };
 
-use super::{
-    Command, Provider, ProviderAnswer, SwarmStatus,
-    behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL},
-    records,
-};
 use streamgate_protocol::bounded::BoundedMap;
 
-use crate::{daemon::unix_now, identity::node_key_of};
+use crate::{
+    behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL},
+    daemon::unix_now,
+    handle::{Command, Provider, ProviderAnswer, SwarmStatus},
+    identity::node_key_of,
+    records,
+};
 
 /// Concurrent `start_providing` queries; the rest wait in a queue (a node restarting with
 /// many blobs re-announces them gradually instead of flooding its neighbours).
