@@ -3,7 +3,8 @@
 #
 #   Debian packages: FFmpeg 5.1 development libraries (linked by ffmpeg-next), pkg-config,
 #                    clang/libclang (bindgen), ffmpeg (the CLI, used by tests as the reference
-#                    player), chromium (browser tests), wrk and nginx (benchmark baselines).
+#                    player), chromium (browser tests), wrk and nginx (benchmark baselines),
+#                    iproute2 and nftables (the NAT tests build network namespaces).
 #   npm packages:    anvil/forge/cast (Foundry), solc-js, OpenZeppelin contracts and
 #                    playwright-core, into the project-local folder .tools/ (ignored by git).
 #   crates.io:       cargo-fuzz, into .tools/bin.
@@ -23,7 +24,7 @@ apt_packages=(
   ffmpeg
   chromium
   wrk nginx-light
-  iproute2 procps psmisc
+  iproute2 nftables procps psmisc
 )
 
 missing=()

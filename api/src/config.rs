@@ -29,8 +29,12 @@ mdns = false
 # UDP address of the iroh endpoint that moves blob bytes.
 bind = "0.0.0.0:0"
 # An iroh relay to be reachable through, e.g. the one a bootstrap node runs ("http://host:port").
-# Empty: no relay, direct addresses only. Public n0 relays are never used unless named here.
+# Empty: the relay a bootstrap node advertises (see bootstrap_relay), else none.
+# Public n0 relays are never used unless named here.
 relay_url = ""
+# With relay_url empty, use the relay that the first bootstrap node to answer advertises
+# in its signed record: how a node behind NAT becomes reachable with no configuration.
+bootstrap_relay = true
 # Ask the home router for a port mapping (UPnP, NAT-PMP, PCP). Off: it probes the gateway.
 portmapper = false
 # Cap on upload bandwidth for serving blobs to other nodes, in bytes per second. 0: no cap.
@@ -205,6 +209,7 @@ pub enum DhtMode {
 pub struct DataPlaneConfig {
     pub bind: SocketAddr,
     pub relay_url: String,
+    pub bootstrap_relay: bool,
     pub portmapper: bool,
     pub max_upload_bytes_per_sec: u64,
     pub idle_timeout_secs: u64,
@@ -279,6 +284,7 @@ impl Default for DataPlaneConfig {
         Self {
             bind: SocketAddr::from(([0, 0, 0, 0], 0)),
             relay_url: String::new(),
+            bootstrap_relay: true,
             portmapper: false,
             max_upload_bytes_per_sec: 0,
             idle_timeout_secs: 5,

@@ -41,6 +41,7 @@ pub struct NodeStatus {
     pub bytes_sent_zero_copy: u64,
     pub swarm: SwarmStatus,
     pub data_plane_addrs: Vec<String>,
+    pub reachability: Reachability,
     pub fetch: FetchStatus,
     pub providers: Vec<ProviderStanding>,
     pub http: HttpStatus,
@@ -130,6 +131,50 @@ pub struct SwarmStatus {
     pub provider_hints: usize,
     pub rejected_messages: u64,
     pub accepted_announcements: u64,
+}
+
+/// How other nodes reach this one's data plane, and by which path it last talked to each
+/// peer.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Reachability {
+    /// The relay this node is reachable through (configured, or advertised by a bootstrap
+    /// node); `None`: only its direct addresses.
+    pub relay_url: Option<String>,
+    /// The newest connection to each peer (at most 256 peers, the oldest forgotten first).
+    pub peers: Vec<PeerPath>,
+}
+
+/// The path a data-plane connection to one peer took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerPath {
+    /// The peer's data-plane id (hex Ed25519 key).
+    pub node_id: String,
+    pub path: PathKind,
+    /// The peer's address on that path: `IP:port`, or the relay's URL.
+    pub remote_addr: String,
+    /// Whether this node opened the connection (else the peer did).
+    pub outgoing: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathKind {
+    /// Straight to an address of the peer, from the first packet.
+    Direct,
+    /// Began through a relay; both sides then punched through their NATs to a direct path.
+    HolePunched,
+    /// Through a relay, which forwards every byte.
+    Relayed,
+}
+
+impl PathKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathKind::Direct => "direct",
+            PathKind::HolePunched => "hole-punched",
+            PathKind::Relayed => "relayed",
+        }
+    }
 }
 
 /// What the fetcher has done since the node started.

@@ -3,7 +3,9 @@
 //! It runs the same swarm as a node, in the bootstrap role: Kademlia in server mode (it
 //! stores and validates DHT records like every node), a libp2p relay v2 server, an AutoNAT
 //! server, and gossip forwarding. Beside it runs an iroh relay server for the data plane,
-//! over plain HTTP unless put behind TLS by the operator. It stores no blobs.
+//! over plain HTTP unless put behind TLS by the operator, and advertises it in a signed
+//! node record (no data-plane addresses, only the relay) that nodes joining through this
+//! bootstrap read to find a relay without configuration. It stores no blobs.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -11,10 +13,12 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use libp2p::Multiaddr;
 use streamgate_api::ready::BootstrapReady;
+use streamgate_protocol::NodeRecord;
 use streamgate_swarm::{
-    DhtMode, Role, SwarmOptions,
-    daemon::{ReadyFile, init_logging, run_main, shutdown_signal},
+    DhtMode, Role, SwarmHandle, SwarmOptions,
+    daemon::{ReadyFile, init_logging, run_main, shutdown_signal, unix_now},
     identity::Identity,
+    records::RECORD_REFRESH,
 };
 
 #[derive(Parser)]
@@ -45,7 +49,8 @@ enum Command {
         /// Other entry nodes to peer with, ending in /p2p/<peer id> (repeatable).
         #[arg(long, value_name = "MULTIADDR")]
         bootstrap: Vec<Multiaddr>,
-        /// HTTP address of the iroh relay for the data plane.
+        /// HTTP address of the iroh relay for the data plane, advertised in this node's DHT
+        /// record (nodes put the address they joined through in place of 0.0.0.0).
         #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:3340")]
         relay_listen: SocketAddr,
         /// Do not run the iroh relay.
@@ -141,6 +146,13 @@ async fn run(
     )
     .context("cannot write the ready file")?;
     tracing::info!(peer_id = %identity.peer_id(), relay = ?relay_url, "bootstrap ready");
+    let advertiser = relay_url.map(|url| {
+        tokio::spawn(advertise_relay(
+            identity.clone(),
+            started.handle.clone(),
+            url,
+        ))
+    });
 
     let mut task = started.task;
     let signal = tokio::select! {
@@ -148,6 +160,9 @@ async fn run(
         _ = &mut task => bail!("the swarm task stopped unexpectedly"),
     };
     tracing::info!("{signal} received; shutting down");
+    if let Some(advertiser) = advertiser {
+        advertiser.abort();
+    }
     let _ = tokio::time::timeout(Duration::from_secs(1), started.handle.shutdown()).await;
     if let Some(relay) = relay {
         let _ = tokio::time::timeout(Duration::from_secs(2), relay.shutdown()).await;
@@ -155,4 +170,24 @@ async fn run(
     ready.remove();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Keeps this bootstrap's node record in the DHT, naming its iroh relay: how the nodes that
+/// join through it learn a relay. A relay listening on an unspecified address (0.0.0.0) is
+/// advertised as such, and each node puts in the address it reached this bootstrap at.
+async fn advertise_relay(identity: Identity, swarm: SwarmHandle, relay_url: String) {
+    let mut refresh = tokio::time::interval(RECORD_REFRESH);
+    loop {
+        refresh.tick().await;
+        let record = NodeRecord {
+            node_key: identity.public_key(),
+            direct_addrs: Vec::new(),
+            relay_url: Some(relay_url.clone()),
+            issued_at: unix_now(),
+        }
+        .sign(&identity.signing_key());
+        if let Err(e) = swarm.publish_node_record(record).await {
+            tracing::warn!("cannot publish the relay's record: {e}");
+        }
+    }
 }

@@ -356,6 +356,29 @@ async fn status(client: &reqwest::Client, base: &str, json: bool) -> anyhow::Res
     println!("version:          {}", status.version);
     println!("connected peers:  {}", status.swarm.connected_peers);
     println!("DHT mode:         {}", status.swarm.dht_mode);
+    let reach = &status.reachability;
+    println!(
+        "reachable at:     {}; relay {}",
+        if status.data_plane_addrs.is_empty() {
+            "no direct address".to_string()
+        } else {
+            status.data_plane_addrs.join(", ")
+        },
+        reach.relay_url.as_deref().unwrap_or("none")
+    );
+    for peer in &reach.peers {
+        println!(
+            "  peer {}: {} via {} ({})",
+            &peer.node_id[..peer.node_id.len().min(16)],
+            peer.path.as_str(),
+            peer.remote_addr,
+            if peer.outgoing {
+                "we dialled"
+            } else {
+                "it dialled"
+            }
+        );
+    }
     println!(
         "blobs stored:     {} ({} bytes)",
         status.blobs, status.bytes_stored

@@ -6,7 +6,7 @@ use std::{path::Path, sync::Arc, time::Duration};
 use anyhow::Context;
 use streamgate_api::{
     ready::{DataPlaneReady, NodeReady},
-    v1::{HttpStatus, NodeStatus, UploadsStatus},
+    v1::{HttpStatus, NodeStatus, Reachability, UploadsStatus},
 };
 use streamgate_media::hw::Capabilities;
 use streamgate_swarm::{
@@ -25,6 +25,7 @@ use crate::{
         operator::OperatorToken,
         presence::{Presence, RECORD_REFRESH},
         publish::{PublishParts, Publisher},
+        relays,
         reputation::Reputation,
         uploads::Uploads,
     },
@@ -183,6 +184,15 @@ impl Node {
             "node ready"
         );
         self.publisher.resume();
+        let data_plane_config = &self.config.data_plane;
+        if data_plane_config.relay_url.is_empty() && data_plane_config.bootstrap_relay {
+            tokio::spawn(relays::adopt_bootstrap_relay(
+                self.config.swarm.bootstrap.clone(),
+                self.swarm.clone(),
+                self.data_plane.clone(),
+                self.presence.clone(),
+            ));
+        }
         let presence = self.presence.clone();
         let (uploads, publisher) = (self.uploads.clone(), self.publisher.clone());
         // Expired uploads are looked for a few times per expiry period, at least once a minute.
@@ -257,6 +267,10 @@ impl Node {
                 .iter()
                 .map(|a| a.to_string())
                 .collect(),
+            reachability: Reachability {
+                relay_url: self.data_plane.relay_url().map(|u| u.to_string()),
+                peers: self.data_plane.peer_paths(),
+            },
             fetch: self.fetcher.status(),
             providers: self.reputation.standings(),
             // Filled in by the HTTP layer, which owns the server.

@@ -51,6 +51,11 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
         Some(value)
     }
 
+    /// The values, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.map.values()
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }

@@ -15,6 +15,10 @@ use streamgate_protocol::{ContentHash, RecordError, SignedNodeRecord};
 use crate::identity::node_key_of;
 
 const NODE_PREFIX: &[u8] = b"/sg/node/";
+
+/// How often a daemon re-signs and republishes its node record: well inside the record's
+/// lifetime (`NODE_RECORD_TTL_SECS`), so a record found in the DHT is seldom stale.
+pub const RECORD_REFRESH: std::time::Duration = std::time::Duration::from_secs(600);
 const BLOB_PREFIX: &[u8] = b"/sg/blob/";
 
 pub fn node_record_key(peer: &PeerId) -> RecordKey {

@@ -5,6 +5,7 @@
 
 pub mod chain;
 pub mod media;
+pub mod netns;
 
 use std::{
     path::{Path, PathBuf},
@@ -17,7 +18,7 @@ pub use streamgate_api::{
     cli::Published,
     config::{ChainConfig, NodeConfig},
     ready::{BootstrapReady, NodeReady, ReadyInfo},
-    v1::{NodeStatus, ProviderStanding},
+    v1::{NodeStatus, PathKind, PeerPath, ProviderStanding},
 };
 
 /// Configuration for test nodes: loopback only, DHT server mode (loopback addresses are
@@ -150,16 +151,24 @@ fn init_key(dir: &Path, daemon: &str) -> anyhow::Result<()> {
 
 /// Starts `streamgate-node run` on an initialised folder and waits until it is ready.
 pub fn start_node(dir: &Path, bootstrap: &[String]) -> anyhow::Result<Node> {
+    start_node_listening(dir, bootstrap, LOOPBACK_LISTEN)
+}
+
+/// libp2p listen addresses on loopback, TCP and QUIC, ports picked by the system.
+const LOOPBACK_LISTEN: &[&str] = &["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"];
+
+/// [`start_node`] with libp2p listening on `listen`; the API still on 127.0.0.1.
+pub fn start_node_listening(
+    dir: &Path,
+    bootstrap: &[String],
+    listen: &[&str],
+) -> anyhow::Result<Node> {
     let mut cmd = Command::new(bin("streamgate-node"));
-    cmd.args(["run", "--data-dir"])
-        .arg(dir)
-        .args([
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--listen",
-            "/ip4/127.0.0.1/udp/0/quic-v1",
-        ])
-        .args(["--api-listen", "127.0.0.1:0"]);
+    cmd.args(["run", "--data-dir"]).arg(dir);
+    for addr in listen {
+        cmd.args(["--listen", addr]);
+    }
+    cmd.args(["--api-listen", "127.0.0.1:0"]);
     for addr in bootstrap {
         cmd.args(["--bootstrap", addr]);
     }
@@ -172,26 +181,23 @@ pub fn start_node(dir: &Path, bootstrap: &[String]) -> anyhow::Result<Node> {
 
 /// Initialises and starts a bootstrap node in `dir`.
 pub fn start_bootstrap(dir: &Path) -> anyhow::Result<Bootstrap> {
-    let out = Command::new(bin("streamgate-bootstrap"))
-        .args(["init", "--data-dir"])
-        .arg(dir)
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "bootstrap init failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    start_bootstrap_listening(dir, LOOPBACK_LISTEN, "127.0.0.1:0")
+}
+
+/// [`start_bootstrap`] with libp2p listening on `listen` and the iroh relay on
+/// `relay_listen`.
+pub fn start_bootstrap_listening(
+    dir: &Path,
+    listen: &[&str],
+    relay_listen: &str,
+) -> anyhow::Result<Bootstrap> {
+    init_key(dir, "streamgate-bootstrap")?;
     let mut cmd = Command::new(bin("streamgate-bootstrap"));
-    cmd.args(["run", "--data-dir"])
-        .arg(dir)
-        .args([
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--listen",
-            "/ip4/127.0.0.1/udp/0/quic-v1",
-        ])
-        .args(["--relay-listen", "127.0.0.1:0"]);
+    cmd.args(["run", "--data-dir"]).arg(dir);
+    for addr in listen {
+        cmd.args(["--listen", addr]);
+    }
+    cmd.args(["--relay-listen", relay_listen]);
     spawn_and_wait(cmd, dir)
 }
 

@@ -12,22 +12,24 @@
 //!
 //! No public relay or discovery service is contacted: the only addresses the endpoint
 //! knows are those it learns from signed node records found through the swarm, and the one
-//! relay the configuration names, if any.
+//! relay it uses: the configuration's, or the one a bootstrap node advertises
+//! ([`DataPlane::use_relay`], called by `services::relays`).
 
 use std::{
     path::Path,
     sync::{
-        Arc,
+        Arc, RwLock,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
 
 use bytes::Bytes;
+use futures::StreamExt;
 use iroh::{
-    Endpoint, EndpointAddr, EndpointId, RelayMode, RelayUrl, TransportAddr,
+    Endpoint, EndpointAddr, EndpointId, RelayConfig, RelayMode, RelayUrl, TransportAddr,
     address_lookup::memory::MemoryLookup,
-    endpoint::{Connection, QuicTransportConfig, VarInt, presets},
+    endpoint::{Connection, PathEvent, QuicTransportConfig, VarInt, presets},
     protocol::{AcceptError, ProtocolHandler, Router},
 };
 use iroh_blobs::{
@@ -36,7 +38,8 @@ use iroh_blobs::{
     store::fs::FsStore,
     util::connection_pool::{ConnectionPool, ConnectionRef, Options as PoolOptions},
 };
-use streamgate_protocol::{NodeRecord, SignedNodeRecord};
+use streamgate_api::v1::{PathKind, PeerPath};
+use streamgate_protocol::{NodeRecord, SignedNodeRecord, bounded::BoundedMap};
 use tokio::sync::Mutex;
 
 use streamgate_swarm::identity::Identity;
@@ -70,9 +73,20 @@ pub struct DataPlane {
     store: FsStore,
     pool: ConnectionPool,
     address_book: MemoryLookup,
-    relay_url: Option<RelayUrl>,
+    /// The relay this node can be reached through, and names in its record.
+    relay_url: Arc<RwLock<Option<RelayUrl>>>,
     stats: Arc<ServeStats>,
+    paths: PeerPaths,
+    /// The newest record learned of each peer, to explain a failed connection.
+    learned: Arc<std::sync::Mutex<BoundedMap<EndpointId, NodeRecord>>>,
 }
+
+/// Peers whose records are kept to explain failed connections.
+const MAX_LEARNED_RECORDS: usize = 4096;
+
+/// How long [`DataPlane::use_relay`] waits for the endpoint to reach a new relay before
+/// the node's record names it anyway (the endpoint keeps trying).
+const RELAY_ONLINE_WAIT: Duration = Duration::from_secs(10);
 
 impl DataPlane {
     /// Opens the store under `blobs_dir` and binds the endpoint.
@@ -117,6 +131,9 @@ impl DataPlane {
         };
         let relay_mode = match &relay_url {
             Some(url) => RelayMode::custom([url.clone()]),
+            // An empty map, not Disabled: a relay learned later can only be added to an
+            // endpoint that has a relay transport.
+            None if config.bootstrap_relay => RelayMode::Custom(iroh::RelayMap::empty()),
             None => RelayMode::Disabled,
         };
         let portmapper = if config.portmapper {
@@ -138,6 +155,7 @@ impl DataPlane {
             .await
             .map_err(|e| bind_err(e.to_string()))?;
         let stats = Arc::new(ServeStats::default());
+        let paths = PeerPaths::default();
         let limiter = (config.max_upload_bytes_per_sec > 0)
             .then(|| Arc::new(RateLimiter::new(config.max_upload_bytes_per_sec)));
         let provider = BlobProvider {
@@ -145,6 +163,7 @@ impl DataPlane {
             limiter,
             corrupt_at: corrupt_served_byte_at,
             stats: stats.clone(),
+            paths: paths.clone(),
         };
         let router = Router::builder(endpoint.clone())
             .accept(iroh_blobs::ALPN, provider)
@@ -161,8 +180,10 @@ impl DataPlane {
             store,
             pool,
             address_book,
-            relay_url,
+            relay_url: Arc::new(RwLock::new(relay_url)),
             stats,
+            paths,
+            learned: Arc::new(std::sync::Mutex::new(BoundedMap::new(MAX_LEARNED_RECORDS))),
         })
     }
 
@@ -199,8 +220,35 @@ impl DataPlane {
         NodeRecord {
             node_key: *self.node_id().as_bytes(),
             direct_addrs,
-            relay_url: self.relay_url.as_ref().map(|u| u.to_string()),
+            relay_url: self.relay_url().map(|u| u.to_string()),
             issued_at,
+        }
+    }
+
+    /// The relay this node is reachable through, if it has one.
+    pub fn relay_url(&self) -> Option<RelayUrl> {
+        match self.relay_url.read() {
+            Ok(url) => url.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Makes `url` this endpoint's relay (replacing none: it is called only when the node
+    /// has none). The node's record and status name it once the endpoint has reached it
+    /// (or after [`RELAY_ONLINE_WAIT`]), so that a peer reading the record finds a relay
+    /// that already forwards to this node.
+    pub async fn use_relay(&self, url: RelayUrl) {
+        self.endpoint
+            .insert_relay(url.clone(), Arc::new(RelayConfig::from(url.clone())))
+            .await;
+        if tokio::time::timeout(RELAY_ONLINE_WAIT, self.endpoint.online())
+            .await
+            .is_err()
+        {
+            tracing::warn!(%url, "relay not reached yet; the endpoint keeps trying");
+        }
+        if let Ok(mut current) = self.relay_url.write() {
+            *current = Some(url);
         }
     }
 
@@ -223,14 +271,52 @@ impl DataPlane {
         }
         // Replace, not merge: the newest signed record is the truth about a node's addresses.
         self.address_book.set_endpoint_info(addr);
+        if let Ok(mut learned) = self.learned.lock() {
+            learned.insert(id, record.record.clone());
+        }
+    }
+
+    fn why_unreachable(&self, node: EndpointId, error: &str) -> String {
+        let record = self
+            .learned
+            .lock()
+            .ok()
+            .and_then(|learned| learned.get(&node).cloned());
+        let Some(record) = record else {
+            return format!("cannot connect (no record of its addresses): {error}");
+        };
+        let addrs = record
+            .direct_addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        match &record.relay_url {
+            Some(relay) => {
+                format!("cannot connect, directly ({addrs}) or through its relay {relay}: {error}")
+            }
+            None if !record.direct_addrs.iter().any(|a| is_public(a.ip())) => format!(
+                "provider unreachable (behind NAT, no relay): its record lists only private addresses ({addrs}) and no relay; {error}"
+            ),
+            None => format!("cannot connect to {addrs} (it names no relay): {error}"),
+        }
     }
 
     /// A pooled connection to a node whose record was learned.
+    /// On failure, says why in terms of what the peer's record offered (no relay and only
+    /// private addresses: it is behind NAT), not only iroh's error.
     pub async fn connect(&self, node: EndpointId) -> Result<ConnectionRef, String> {
-        self.pool
-            .get_or_connect(node)
-            .await
-            .map_err(|e| e.to_string())
+        let conn = match self.pool.get_or_connect(node).await {
+            Ok(conn) => conn,
+            Err(e) => return Err(self.why_unreachable(node, &e.to_string())),
+        };
+        self.paths.track(&conn, true);
+        Ok(conn)
+    }
+
+    /// The newest connection's path to each peer.
+    pub fn peer_paths(&self) -> Vec<PeerPath> {
+        self.paths.snapshot()
     }
 
     /// Drops a pooled connection, e.g. after the peer misbehaved.
@@ -257,6 +343,138 @@ pub fn iroh_secret_key(identity: &Identity) -> iroh::SecretKey {
     iroh::SecretKey::from_bytes(&identity.secret_bytes())
 }
 
+/// Peers whose paths are remembered; beyond it the oldest are forgotten.
+const MAX_PEER_PATHS: usize = 256;
+
+/// The path of the newest connection with each peer, followed as iroh changes it (a
+/// connection that starts through the relay and later selects a direct path was
+/// hole-punched). The entries outlive their connections: `status` shows how each peer was
+/// last reached.
+#[derive(Debug, Clone)]
+struct PeerPaths(Arc<std::sync::Mutex<BoundedMap<EndpointId, TrackedPath>>>);
+
+#[derive(Debug, Clone)]
+struct TrackedPath {
+    connection: usize,
+    started_relayed: bool,
+    path: PeerPath,
+}
+
+impl Default for PeerPaths {
+    fn default() -> Self {
+        Self(Arc::new(std::sync::Mutex::new(BoundedMap::new(
+            MAX_PEER_PATHS,
+        ))))
+    }
+}
+
+impl PeerPaths {
+    /// Starts following `conn`'s paths, unless it is already followed (the pool hands out
+    /// one connection many times).
+    fn track(&self, conn: &Connection, outgoing: bool) {
+        let peer = conn.remote_id();
+        let connection = conn.stable_id();
+        let Some((started_relayed, remote_addr)) = conn
+            .paths()
+            .iter()
+            .find(|p| p.is_selected())
+            .map(|p| (p.is_relay(), p.remote_addr().clone()))
+        else {
+            return;
+        };
+        {
+            let Ok(mut paths) = self.0.lock() else {
+                return;
+            };
+            if paths.get(&peer).is_some_and(|t| t.connection == connection) {
+                return;
+            }
+            paths.insert(
+                peer,
+                TrackedPath {
+                    connection,
+                    started_relayed,
+                    path: PeerPath {
+                        node_id: hex::encode(peer.as_bytes()),
+                        path: path_kind(started_relayed, &remote_addr),
+                        remote_addr: transport_addr_text(&remote_addr),
+                        outgoing,
+                    },
+                },
+            );
+        }
+        let mut events = conn.path_events();
+        let paths = self.clone();
+        // Ends when the connection closes.
+        tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                if let PathEvent::Selected { remote_addr, .. } = event {
+                    paths.selected(peer, connection, &remote_addr);
+                }
+            }
+        });
+    }
+
+    fn selected(&self, peer: EndpointId, connection: usize, remote_addr: &TransportAddr) {
+        let Ok(mut paths) = self.0.lock() else {
+            return;
+        };
+        if let Some(tracked) = paths.get_mut(&peer)
+            && tracked.connection == connection
+        {
+            tracked.path.path = path_kind(tracked.started_relayed, remote_addr);
+            tracked.path.remote_addr = transport_addr_text(remote_addr);
+        }
+    }
+
+    fn snapshot(&self) -> Vec<PeerPath> {
+        let Ok(paths) = self.0.lock() else {
+            return Vec::new();
+        };
+        let mut out: Vec<PeerPath> = paths.values().map(|t| t.path.clone()).collect();
+        out.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        out
+    }
+}
+
+/// Whether other networks can route to `ip`: not private (RFC 1918, ULA), shared
+/// (carrier-grade NAT, 100.64.0.0/10), loopback, link-local or unspecified.
+fn is_public(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            let shared = a == 100 && (64..128).contains(&b);
+            !(v4.is_private()
+                || shared
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified())
+        }
+        std::net::IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            let unique_local = first & 0xfe00 == 0xfc00;
+            let link_local = first & 0xffc0 == 0xfe80;
+            !(unique_local || link_local || v6.is_loopback() || v6.is_unspecified())
+        }
+    }
+}
+
+fn path_kind(started_relayed: bool, selected: &TransportAddr) -> PathKind {
+    match (selected, started_relayed) {
+        (TransportAddr::Relay(_), _) => PathKind::Relayed,
+        (_, true) => PathKind::HolePunched,
+        (_, false) => PathKind::Direct,
+    }
+}
+
+fn transport_addr_text(addr: &TransportAddr) -> String {
+    match addr {
+        TransportAddr::Ip(sock) => sock.to_string(),
+        TransportAddr::Relay(url) => url.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
 /// Crash leftovers of interrupted imports (`blobs/temp/`) are never cleaned by iroh-blobs'
 /// store itself, neither on reopen nor by garbage collection. They are only ever partial
 /// copies, never referenced by the database, so removing them before the store opens
@@ -280,10 +498,12 @@ struct BlobProvider {
     limiter: Option<Arc<RateLimiter>>,
     corrupt_at: Option<u64>,
     stats: Arc<ServeStats>,
+    paths: PeerPaths,
 }
 
 impl ProtocolHandler for BlobProvider {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
+        self.paths.track(&conn, false);
         let connection_id = conn.stable_id() as u64;
         // QUIC's stream limit bounds how many of these run at once per connection.
         while let Ok((send, recv)) = conn.accept_bi().await {
@@ -428,5 +648,27 @@ mod tests {
             *iroh_secret_key(&identity).public().as_bytes(),
             identity.public_key()
         );
+    }
+
+    #[test]
+    fn addresses_behind_nat_are_not_public() {
+        for private in [
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.2",
+            "100.64.1.2",
+            "100.127.255.254",
+            "127.0.0.1",
+            "169.254.1.1",
+            "0.0.0.0",
+            "fd00::1",
+            "fe80::1",
+            "::1",
+        ] {
+            assert!(!is_public(private.parse().expect("ip")), "{private}");
+        }
+        for public in ["198.18.0.3", "100.128.0.1", "8.8.8.8", "2001:db8::1"] {
+            assert!(is_public(public.parse().expect("ip")), "{public}");
+        }
     }
 }

@@ -6,6 +6,7 @@
 //!      │           │          └──▶ reputation
 //!      ├──▶ uploads└──▶ presence (this node's signed record, for announcements)
 //!      └──▶ access (sign-in, ownership, content keys)          hot (served segments)
+//!   relays ──▶ data plane, presence (a relay learned from the bootstrap nodes)
 //! ```
 
 pub mod access;
@@ -16,5 +17,6 @@ pub mod library;
 pub mod operator;
 pub mod presence;
 pub mod publish;
+pub mod relays;
 pub mod reputation;
 pub mod uploads;

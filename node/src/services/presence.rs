@@ -1,15 +1,14 @@
 //! This node's signed record (where its data plane listens), re-signed and republished
 //! every [`RECORD_REFRESH`], and carried in every announcement the node gossips.
 
-use std::{sync::RwLock, time::Duration};
+use std::sync::RwLock;
 
 use streamgate_protocol::{Announcement, ContentHash, SignedNodeRecord};
 use streamgate_swarm::{SwarmHandle, daemon::unix_now, identity::Identity};
 
 use crate::actors::data_plane::DataPlane;
 
-/// How often the node re-signs and republishes its node record.
-pub const RECORD_REFRESH: Duration = Duration::from_secs(600);
+pub use streamgate_swarm::records::RECORD_REFRESH;
 
 #[derive(Debug)]
 pub struct Presence {

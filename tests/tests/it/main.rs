@@ -7,6 +7,7 @@ mod data_plane;
 mod faults;
 mod load;
 mod media;
+mod nat;
 mod operator;
 mod publish;
 mod restart;

@@ -336,7 +336,7 @@ async fn connect(
         .data_plane
         .connect(node)
         .await
-        .map_err(|e| (Failure::Unreachable, format!("cannot connect: {e}")))
+        .map_err(|e| (Failure::Unreachable, e))
 }
 
 /// Connects to `provider` and, with `prove_size`, has it prove the blob's size.
