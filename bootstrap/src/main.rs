@@ -56,6 +56,14 @@ enum Command {
         /// Do not run the iroh relay.
         #[arg(long)]
         no_relay: bool,
+        /// UDP address of the relay's QUIC address discovery, which tells nodes behind NAT
+        /// their public address so that two of them can punch a direct path. Nodes look for
+        /// it on port 7842 of the relay's host; another port serves only nodes told so.
+        #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:7842")]
+        qad_listen: SocketAddr,
+        /// Do not run QUIC address discovery.
+        #[arg(long)]
+        no_qad: bool,
     },
 }
 
@@ -75,12 +83,15 @@ fn main() -> std::process::ExitCode {
                 bootstrap,
                 relay_listen,
                 no_relay,
+                qad_listen,
+                no_qad,
             } => {
                 run(
                     data_dir,
                     listen,
                     bootstrap,
                     (!no_relay).then_some(relay_listen),
+                    (!no_relay && !no_qad).then_some(qad_listen),
                 )
                 .await
             }
@@ -93,6 +104,7 @@ async fn run(
     listen: Vec<Multiaddr>,
     bootstrap: Vec<Multiaddr>,
     relay_listen: Option<SocketAddr>,
+    qad_listen: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let identity = Identity::load(&data_dir)?;
@@ -121,10 +133,17 @@ async fn run(
         Some(addr) => {
             let mut config = iroh_relay::server::ServerConfig::default();
             config.relay = Some(iroh_relay::server::RelayConfig::new(addr));
+            if let Some(qad) = qad_listen {
+                let mut quic = iroh_relay::server::QuicConfig::new(qad);
+                quic.server_config = Some(qad_tls(&identity)?);
+                config.quic = Some(quic);
+            }
             let server = iroh_relay::server::Server::spawn(config)
                 .await
                 .with_context(|| {
-                    format!("cannot start the iroh relay on {addr} (--relay-listen)")
+                    format!(
+                        "cannot start the iroh relay on {addr} (--relay-listen) with address discovery on {qad_listen:?} (--qad-listen)"
+                    )
                 })?;
             Some(server)
         }
@@ -190,4 +209,30 @@ async fn advertise_relay(identity: Identity, swarm: SwarmHandle, relay_url: Stri
             tracing::warn!("cannot publish the relay's record: {e}");
         }
     }
+}
+
+/// TLS for QUIC address discovery: a self-signed certificate whose key is this bootstrap's
+/// Ed25519 identity key. Nodes trust it because that key is in the peer id of the bootstrap
+/// address they were given (`node/src/actors/relay_tls.rs`); no name in it is checked.
+fn qad_tls(identity: &Identity) -> anyhow::Result<rustls::ServerConfig> {
+    let pkcs8 = ed25519_pkcs8(&identity.secret_bytes());
+    let key = rcgen::KeyPair::try_from(pkcs8.as_slice()).context("QAD key")?;
+    let cert = rcgen::CertificateParams::new(vec!["streamgate-bootstrap".to_string()])?
+        .self_signed(&key)
+        .context("QAD certificate")?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let private = rustls::pki_types::PrivateKeyDer::Pkcs8(pkcs8.into());
+    Ok(rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], private)?)
+}
+
+/// An Ed25519 private key in PKCS#8 v1 (RFC 8410): a fixed 16-byte header, then the seed.
+fn ed25519_pkcs8(seed: &[u8; 32]) -> Vec<u8> {
+    const HEADER: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    [&HEADER[..], seed].concat()
 }

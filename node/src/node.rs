@@ -76,6 +76,7 @@ impl Node {
             &config.data_plane,
             &identity,
             &data_dir.join("blobs"),
+            bootstrap_keys(&config.swarm.bootstrap),
             config.testing.corrupt_served_byte_at,
         )
         .await?;
@@ -193,6 +194,17 @@ impl Node {
                 self.presence.clone(),
             ));
         }
+        // A public address learned from the relay's address discovery is worth publishing
+        // at once: peers behind other NATs need it to punch through.
+        let (data_plane, presence) = (self.data_plane.clone(), self.presence.clone());
+        tokio::spawn(async move {
+            let mut addresses = data_plane.address_watcher();
+            while iroh::Watcher::updated(&mut addresses).await.is_ok() {
+                // Changes come in bursts (relay, then discovered address): let them settle.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                presence.publish().await;
+            }
+        });
         let presence = self.presence.clone();
         let (uploads, publisher) = (self.uploads.clone(), self.publisher.clone());
         // Expired uploads are looked for a few times per expiry period, at least once a minute.
@@ -285,4 +297,17 @@ impl Node {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.swarm.shutdown()).await;
         let _ = tokio::time::timeout(Duration::from_millis(1500), self.data_plane.shutdown()).await;
     }
+}
+
+/// The Ed25519 keys in the peer ids of the bootstrap addresses.
+fn bootstrap_keys(bootstrap: &[multiaddr::Multiaddr]) -> Vec<[u8; 32]> {
+    bootstrap
+        .iter()
+        .filter_map(|addr| {
+            addr.iter().find_map(|p| match p {
+                multiaddr::Protocol::P2p(peer) => streamgate_swarm::identity::node_key_of(&peer),
+                _ => None,
+            })
+        })
+        .collect()
 }

@@ -63,7 +63,10 @@ pub async fn start_bootstrap(
             .args([
                 "--relay-listen",
                 &format!("127.0.0.1:{}", state.ports.relay),
-            ]),
+            ])
+            // Address discovery tells nodes behind NAT their public address; on loopback
+            // there is none, and its port would be one more to keep free.
+            .arg("--no-qad"),
     )?;
     state.set_process(ProcessState {
         name: "bootstrap".into(),

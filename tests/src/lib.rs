@@ -181,15 +181,16 @@ pub fn start_node_listening(
 
 /// Initialises and starts a bootstrap node in `dir`.
 pub fn start_bootstrap(dir: &Path) -> anyhow::Result<Bootstrap> {
-    start_bootstrap_listening(dir, LOOPBACK_LISTEN, "127.0.0.1:0")
+    start_bootstrap_listening(dir, LOOPBACK_LISTEN, "127.0.0.1:0", "127.0.0.1:0")
 }
 
-/// [`start_bootstrap`] with libp2p listening on `listen` and the iroh relay on
-/// `relay_listen`.
+/// [`start_bootstrap`] with libp2p listening on `listen`, the iroh relay on
+/// `relay_listen` and its QUIC address discovery on `qad_listen`.
 pub fn start_bootstrap_listening(
     dir: &Path,
     listen: &[&str],
     relay_listen: &str,
+    qad_listen: &str,
 ) -> anyhow::Result<Bootstrap> {
     init_key(dir, "streamgate-bootstrap")?;
     let mut cmd = Command::new(bin("streamgate-bootstrap"));
@@ -197,7 +198,8 @@ pub fn start_bootstrap_listening(
     for addr in listen {
         cmd.args(["--listen", addr]);
     }
-    cmd.args(["--relay-listen", relay_listen]);
+    cmd.args(["--relay-listen", relay_listen])
+        .args(["--qad-listen", qad_listen]);
     spawn_and_wait(cmd, dir)
 }
 

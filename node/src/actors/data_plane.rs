@@ -27,7 +27,7 @@ use std::{
 use bytes::Bytes;
 use futures::StreamExt;
 use iroh::{
-    Endpoint, EndpointAddr, EndpointId, RelayConfig, RelayMode, RelayUrl, TransportAddr,
+    Endpoint, EndpointAddr, EndpointId, RelayConfig, RelayMode, RelayUrl, TransportAddr, Watcher,
     address_lookup::memory::MemoryLookup,
     endpoint::{Connection, PathEvent, QuicTransportConfig, VarInt, presets},
     protocol::{AcceptError, ProtocolHandler, Router},
@@ -90,10 +90,13 @@ const RELAY_ONLINE_WAIT: Duration = Duration::from_secs(10);
 
 impl DataPlane {
     /// Opens the store under `blobs_dir` and binds the endpoint.
+    /// `bootstrap_keys`: the keys of the configured bootstrap nodes, whose relays' address
+    /// discovery certificates are trusted by key ([`super::relay_tls`]).
     pub async fn start(
         config: &DataPlaneConfig,
         identity: &Identity,
         blobs_dir: &Path,
+        bootstrap_keys: Vec<[u8; 32]>,
         corrupt_served_byte_at: Option<u64>,
     ) -> Result<Self, DataPlaneError> {
         remove_import_leftovers(blobs_dir);
@@ -145,6 +148,7 @@ impl DataPlane {
         let endpoint = Endpoint::builder(presets::Minimal)
             .secret_key(iroh_secret_key(identity))
             .relay_mode(relay_mode)
+            .ca_tls_config(super::relay_tls::ca_tls_config(bootstrap_keys))
             .portmapper_config(portmapper)
             .address_lookup(address_book.clone())
             .transport_config(transport)
@@ -203,6 +207,12 @@ impl DataPlane {
     /// This endpoint's current address.
     pub fn addr(&self) -> EndpointAddr {
         self.endpoint.addr()
+    }
+
+    /// A watcher of this endpoint's addresses: it is updated when a relay is reached, a
+    /// public address discovered, an interface added.
+    pub fn address_watcher(&self) -> impl Watcher<Value = EndpointAddr> + use<> {
+        self.endpoint.watch_addr()
     }
 
     /// A record of this node's data-plane addresses, to be signed and published.

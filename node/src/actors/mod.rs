@@ -2,5 +2,6 @@
 
 pub mod data_plane;
 pub mod db;
+pub mod relay_tls;
 
 pub use streamgate_swarm as swarm;

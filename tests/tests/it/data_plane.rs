@@ -24,14 +24,21 @@ async fn bad_bytes_fail_at_the_first_bad_group_and_earlier_groups_are_kept() {
         &config,
         &provider_id,
         &root.path().join("p/blobs"),
+        Vec::new(),
         Some(CORRUPT_AT),
     )
     .await
     .expect("provider");
     let fetcher_id = Identity::create(&root.path().join("f")).expect("key");
-    let fetcher = DataPlane::start(&config, &fetcher_id, &root.path().join("f/blobs"), None)
-        .await
-        .expect("fetcher");
+    let fetcher = DataPlane::start(
+        &config,
+        &fetcher_id,
+        &root.path().join("f/blobs"),
+        Vec::new(),
+        None,
+    )
+    .await
+    .expect("fetcher");
 
     let payload = test_bytes(4 * 1024 * 1024, 9);
     let hash = provider

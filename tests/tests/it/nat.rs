@@ -118,10 +118,14 @@ fn start_with(unsolicited: Unsolicited, b_config: &NodeConfig) -> Network {
     });
     let root = tempfile::tempdir().expect("tempdir");
     let relay_listen = format!("{}:3340", topology.bootstrap.addr);
+    // The port nodes look for address discovery on.
+    let qad_listen = format!("{}:7842", topology.bootstrap.addr);
     let bootstrap_dir = root.path().join("bootstrap");
     let bootstrap = topology
         .bootstrap
-        .enter(|| start_bootstrap_listening(&bootstrap_dir, PUBLIC_LISTEN, &relay_listen))
+        .enter(|| {
+            start_bootstrap_listening(&bootstrap_dir, PUBLIC_LISTEN, &relay_listen, &qad_listen)
+        })
         .expect("enter namespace")
         .expect("bootstrap");
     let entry = vec![format!(
@@ -253,6 +257,19 @@ fn home_to_home(unsolicited: Unsolicited) {
         path.path.as_str(),
         path.remote_addr
     );
+    // The relay's address discovery told each its public address, so the two punch a
+    // direct path while the connection lasts (it may begin after the bytes went through
+    // the relay).
+    let mut last = path;
+    let punched = wait_until(std::time::Duration::from_secs(10), || {
+        last = net.c.path_to(&net.b);
+        last.path == PathKind::HolePunched
+    });
+    assert!(
+        punched,
+        "C and B never punched a direct path (routers {unsolicited:?}): {last:?}"
+    );
+    eprintln!("  then {} via {}", last.path.as_str(), last.remote_addr);
 }
 
 #[test]
