@@ -7,11 +7,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use streamgate_fuzz::{signing_key, split_now, wire_body, with_fields_as_written};
-use streamgate_protocol::{
-    Announcement, ContentHash, NodeRecord,
-    limits::{MAX_NODE_ADDRS, MAX_RELAY_URL_BYTES},
+use streamgate_fuzz::{
+    assert_no_second_encoding, claim_for_signing, record_within_limits, signing_key, split_now,
+    wire_body,
 };
+use streamgate_protocol::{Announcement, ContentHash, NodeRecord};
 
 /// An announcement's fields up to the provider record's signature, as they are encoded.
 #[derive(serde::Deserialize)]
@@ -39,14 +39,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let fields = &body[..body.len() - rest.len()];
-    let provider = &mut unsigned.provider;
-    let key_as_written = provider.node_key == signing_key().verifying_key().to_bytes();
-    provider.node_key = signing_key().verifying_key().to_bytes();
-    let within_limits = provider.direct_addrs.len() <= MAX_NODE_ADDRS
-        && provider
-            .relay_url
-            .as_ref()
-            .is_none_or(|url| url.len() <= MAX_RELAY_URL_BYTES);
+    let key_as_written = claim_for_signing(&mut unsigned.provider);
+    let within_limits = record_within_limits(&unsigned.provider);
     let announcement = Announcement {
         hash: unsigned.hash,
         size: unsigned.size,
@@ -60,13 +54,10 @@ fuzz_target!(|data: &[u8]| {
     } else {
         assert!(decoded.is_err());
     }
-    if key_as_written {
-        let as_written = with_fields_as_written(&encoded, fields);
-        if Announcement::decode_verified(&as_written, at).is_ok() {
-            assert_eq!(
-                as_written, encoded,
-                "a second encoding of an announcement verifies"
-            );
-        }
-    }
+    assert_no_second_encoding(
+        "an announcement",
+        &encoded,
+        key_as_written.then_some(fields),
+        |bytes| Announcement::decode_verified(bytes, at).is_ok(),
+    );
 });

@@ -4,6 +4,10 @@
 use std::sync::LazyLock;
 
 use ed25519_dalek::SigningKey;
+use streamgate_protocol::{
+    NodeRecord,
+    limits::{MAX_NODE_ADDRS, MAX_RELAY_URL_BYTES},
+};
 
 /// The clock of the seed corpus: every seed record was issued at this time.
 pub const SEED_NOW: u64 = 1_800_000_000;
@@ -42,4 +46,43 @@ pub const SIGNATURE_ENCODING_LEN: usize = 1 + 64;
 pub fn with_fields_as_written(encoded: &[u8], fields: &[u8]) -> Vec<u8> {
     let signature = &encoded[encoded.len() - SIGNATURE_ENCODING_LEN..];
     [&encoded[..1], fields, signature].concat()
+}
+
+/// Makes `record` one this target signs: puts in [`signing_key`]'s public key and says
+/// whether the input had already written that key (only then are the input's bytes the
+/// fields of what gets signed).
+pub fn claim_for_signing(record: &mut NodeRecord) -> bool {
+    let ours = signing_key().verifying_key().to_bytes();
+    let as_written = record.node_key == ours;
+    record.node_key = ours;
+    as_written
+}
+
+/// Whether a record's shape is within the protocol's limits, written out here rather than
+/// asked of the decoder under test.
+pub fn record_within_limits(record: &NodeRecord) -> bool {
+    record.direct_addrs.len() <= MAX_NODE_ADDRS
+        && record
+            .relay_url
+            .as_ref()
+            .is_none_or(|url| url.len() <= MAX_RELAY_URL_BYTES)
+}
+
+/// For a message signed here from the input's `fields` and `encoded` canonically: the
+/// fields as the input wrote them (`Some` only when the input's key was ours, so that the
+/// signature covers them) must not verify unless they are that canonical encoding.
+/// `what` names the message in the failure.
+pub fn assert_no_second_encoding(
+    what: &str,
+    encoded: &[u8],
+    fields: Option<&[u8]>,
+    verifies: impl Fn(&[u8]) -> bool,
+) {
+    let Some(fields) = fields else {
+        return;
+    };
+    let as_written = with_fields_as_written(encoded, fields);
+    if verifies(&as_written) {
+        assert_eq!(as_written, encoded, "a second encoding of {what} verifies");
+    }
 }

@@ -48,8 +48,8 @@ mod tests {
     use ed25519_dalek::SigningKey;
     use proptest::prelude::*;
 
-    #[test]
-    fn round_trips_and_rejects_bad_provider() {
+    /// A 7-byte segment announced by a provider whose record was issued at time 100.
+    fn announcement() -> Announcement {
         let key = SigningKey::from_bytes(&[7; 32]);
         let provider = NodeRecord {
             node_key: key.verifying_key().to_bytes(),
@@ -58,11 +58,16 @@ mod tests {
             issued_at: 100,
         }
         .sign(&key);
-        let a = Announcement {
+        Announcement {
             hash: ContentHash::of(b"segment"),
             size: 7,
             provider,
-        };
+        }
+    }
+
+    #[test]
+    fn round_trips_and_rejects_bad_provider() {
+        let a = announcement();
         assert_eq!(
             Announcement::decode_verified(&a.encode(), 100),
             Ok(a.clone())
@@ -79,20 +84,7 @@ mod tests {
     /// verified, so one announcement had two encodings.
     #[test]
     fn a_second_encoding_is_refused() {
-        let key = SigningKey::from_bytes(&[7; 32]);
-        let provider = NodeRecord {
-            node_key: key.verifying_key().to_bytes(),
-            direct_addrs: vec![],
-            relay_url: None,
-            issued_at: 100,
-        }
-        .sign(&key);
-        let canonical = Announcement {
-            hash: ContentHash::of(b"segment"),
-            size: 7,
-            provider,
-        }
-        .encode();
+        let canonical = announcement().encode();
         // Version, hash, then the size: 7 written as `87 00`.
         let at = 1 + 32;
         assert_eq!(canonical[at], 7);
