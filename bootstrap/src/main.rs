@@ -215,7 +215,7 @@ async fn advertise_relay(identity: Identity, swarm: SwarmHandle, relay_url: Stri
 /// Ed25519 identity key. Nodes trust it because that key is in the peer id of the bootstrap
 /// address they were given (`node/src/actors/relay_tls.rs`); no name in it is checked.
 fn qad_tls(identity: &Identity) -> anyhow::Result<rustls::ServerConfig> {
-    let pkcs8 = ed25519_pkcs8(&identity.secret_bytes());
+    let pkcs8 = identity.pkcs8();
     let key = rcgen::KeyPair::try_from(pkcs8.as_slice()).context("QAD key")?;
     let cert = rcgen::CertificateParams::new(vec!["streamgate-bootstrap".to_string()])?
         .self_signed(&key)
@@ -226,13 +226,4 @@ fn qad_tls(identity: &Identity) -> anyhow::Result<rustls::ServerConfig> {
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
         .with_single_cert(vec![cert.der().clone()], private)?)
-}
-
-/// An Ed25519 private key in PKCS#8 v1 (RFC 8410): a fixed 16-byte header, then the seed.
-fn ed25519_pkcs8(seed: &[u8; 32]) -> Vec<u8> {
-    const HEADER: [u8; 16] = [
-        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
-        0x20,
-    ];
-    [&HEADER[..], seed].concat()
 }

@@ -76,7 +76,7 @@ impl Node {
             &config.data_plane,
             &identity,
             &data_dir.join("blobs"),
-            bootstrap_keys(&config.swarm.bootstrap),
+            relays::bootstrap_keys(&config.swarm.bootstrap),
             config.testing.corrupt_served_byte_at,
         )
         .await?;
@@ -297,17 +297,4 @@ impl Node {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.swarm.shutdown()).await;
         let _ = tokio::time::timeout(Duration::from_millis(1500), self.data_plane.shutdown()).await;
     }
-}
-
-/// The Ed25519 keys in the peer ids of the bootstrap addresses.
-fn bootstrap_keys(bootstrap: &[multiaddr::Multiaddr]) -> Vec<[u8; 32]> {
-    bootstrap
-        .iter()
-        .filter_map(|addr| {
-            addr.iter().find_map(|p| match p {
-                multiaddr::Protocol::P2p(peer) => streamgate_swarm::identity::node_key_of(&peer),
-                _ => None,
-            })
-        })
-        .collect()
 }

@@ -149,6 +149,20 @@ impl Identity {
     pub fn peer_id(&self) -> PeerId {
         self.libp2p_keypair().public().to_peer_id()
     }
+
+    /// The key in PKCS#8 DER, for TLS certificates made with it.
+    pub fn pkcs8(&self) -> Vec<u8> {
+        ed25519_pkcs8(&self.secret)
+    }
+}
+
+/// An Ed25519 private key in PKCS#8 v1 (RFC 8410): a fixed 16-byte header, then the seed.
+pub fn ed25519_pkcs8(seed: &[u8; 32]) -> Vec<u8> {
+    const HEADER: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    [&HEADER[..], seed].concat()
 }
 
 /// The PeerId that belongs to an Ed25519 public key.

@@ -77,12 +77,7 @@ pub struct DataPlane {
     relay_url: Arc<RwLock<Option<RelayUrl>>>,
     stats: Arc<ServeStats>,
     paths: PeerPaths,
-    /// The newest record learned of each peer, to explain a failed connection.
-    learned: Arc<std::sync::Mutex<BoundedMap<EndpointId, NodeRecord>>>,
 }
-
-/// Peers whose records are kept to explain failed connections.
-const MAX_LEARNED_RECORDS: usize = 4096;
 
 /// How long [`DataPlane::use_relay`] waits for the endpoint to reach a new relay before
 /// the node's record names it anyway (the endpoint keeps trying).
@@ -187,7 +182,6 @@ impl DataPlane {
             relay_url: Arc::new(RwLock::new(relay_url)),
             stats,
             paths,
-            learned: Arc::new(std::sync::Mutex::new(BoundedMap::new(MAX_LEARNED_RECORDS))),
         })
     }
 
@@ -281,31 +275,24 @@ impl DataPlane {
         }
         // Replace, not merge: the newest signed record is the truth about a node's addresses.
         self.address_book.set_endpoint_info(addr);
-        if let Ok(mut learned) = self.learned.lock() {
-            learned.insert(id, record.record.clone());
-        }
     }
 
+    /// Explains a failed connection from what the newest record of `node` taught the
+    /// address book.
     fn why_unreachable(&self, node: EndpointId, error: &str) -> String {
-        let record = self
-            .learned
-            .lock()
-            .ok()
-            .and_then(|learned| learned.get(&node).cloned());
-        let Some(record) = record else {
+        let Some(known) = self.address_book.get_endpoint_info(node) else {
             return format!("cannot connect (no record of its addresses): {error}");
         };
-        let addrs = record
-            .direct_addrs
-            .iter()
+        let addrs = known
+            .ip_addrs()
             .map(|a| a.to_string())
             .collect::<Vec<_>>()
             .join(", ");
-        match &record.relay_url {
+        match known.relay_urls().next() {
             Some(relay) => {
                 format!("cannot connect, directly ({addrs}) or through its relay {relay}: {error}")
             }
-            None if !record.direct_addrs.iter().any(|a| is_public(a.ip())) => format!(
+            None if !known.ip_addrs().any(|a| is_public(a.ip())) => format!(
                 "provider unreachable (behind NAT, no relay): its record lists only private addresses ({addrs}) and no relay; {error}"
             ),
             None => format!("cannot connect to {addrs} (it names no relay): {error}"),

@@ -111,11 +111,7 @@ mod tests {
 
     /// A self-signed certificate for `seed`'s Ed25519 key, as a bootstrap makes one.
     fn ed25519_cert(seed: [u8; 32]) -> CertificateDer<'static> {
-        const PKCS8_HEADER: [u8; 16] = [
-            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
-            0x04, 0x20,
-        ];
-        let pkcs8 = [&PKCS8_HEADER[..], &seed].concat();
+        let pkcs8 = streamgate_swarm::identity::ed25519_pkcs8(&seed);
         let key = rcgen::KeyPair::try_from(pkcs8.as_slice()).expect("key");
         rcgen::CertificateParams::new(vec!["streamgate-bootstrap".to_string()])
             .expect("params")

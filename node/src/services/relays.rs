@@ -9,8 +9,8 @@
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use iroh::RelayUrl;
-use multiaddr::{Multiaddr, Protocol};
-use streamgate_swarm::SwarmHandle;
+use multiaddr::{Multiaddr, PeerId, Protocol};
+use streamgate_swarm::{SwarmHandle, identity::node_key_of};
 
 use crate::{actors::data_plane::DataPlane, services::presence::Presence};
 
@@ -54,14 +54,28 @@ pub async fn adopt_bootstrap_relay(
 
 /// The relay the bootstrap at `addr` advertises in its verified record, if any.
 async fn advertised_relay(addr: &Multiaddr, swarm: &SwarmHandle) -> Option<RelayUrl> {
-    let peer = addr.iter().find_map(|p| match p {
-        Protocol::P2p(peer) => Some(peer),
-        _ => None,
-    })?;
+    let peer = peer_of(addr)?;
     // The swarm verifies the record's signature against the key in the peer id.
     let record = swarm.find_node_record(peer).await.ok()??;
     let advertised: RelayUrl = record.record.relay_url.as_deref()?.parse().ok()?;
     Some(reachable_relay_url(advertised, addr))
+}
+
+/// The Ed25519 keys in the peer ids of the bootstrap addresses: the keys whose relays'
+/// address-discovery certificates the data plane trusts.
+pub fn bootstrap_keys(bootstrap: &[Multiaddr]) -> Vec<[u8; 32]> {
+    bootstrap
+        .iter()
+        .filter_map(|addr| node_key_of(&peer_of(addr)?))
+        .collect()
+}
+
+/// The peer id a bootstrap address ends in (`/p2p/<peer id>`).
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        Protocol::P2p(peer) => Some(peer),
+        _ => None,
+    })
 }
 
 /// A bootstrap whose relay listens on an unspecified address (`0.0.0.0`, `::`) does not
