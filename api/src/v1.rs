@@ -131,6 +131,24 @@ pub struct SwarmStatus {
     pub provider_hints: usize,
     pub rejected_messages: u64,
     pub accepted_announcements: u64,
+    /// Addresses peers can dial directly: confirmed by AutoNAT dial-backs (on a bootstrap
+    /// node, its listen addresses).
+    #[serde(default)]
+    pub public_addrs: Vec<String>,
+    /// `/p2p-circuit` addresses through a bootstrap's relay, held while no direct address
+    /// is confirmed (the node is behind NAT).
+    #[serde(default)]
+    pub relayed_addrs: Vec<String>,
+    #[serde(default)]
+    pub autonat: AutonatStatus,
+}
+
+/// AutoNAT dial-back probes this node asked its peers for.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AutonatStatus {
+    pub probes_ok: u64,
+    pub probes_failed: u64,
+    pub last_error: Option<String>,
 }
 
 /// How other nodes reach this one's data plane, and by which path it last talked to each
@@ -140,8 +158,40 @@ pub struct Reachability {
     /// The relay this node is reachable through (configured, or advertised by a bootstrap
     /// node); `None`: only its direct addresses.
     pub relay_url: Option<String>,
+    /// How peers reach this node's data plane, from the relay's QUIC address discovery.
+    #[serde(default)]
+    pub mode: ReachMode,
+    /// This node's address as the QUIC address discovery saw it (its NAT's, behind one).
+    #[serde(default)]
+    pub public_addr: Option<String>,
+    /// Why `mode` is what it is, for a person.
+    #[serde(default)]
+    pub why: String,
     /// The newest connection to each peer (at most 256 peers, the oldest forgotten first).
     pub peers: Vec<PeerPath>,
+}
+
+/// How peers reach a node's data plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReachMode {
+    /// Its public address is its own: peers dial it directly.
+    Public,
+    /// Behind NAT: peers hole-punch to its public address, or go through its relay.
+    BehindNat,
+    /// No address discovery answered (no relay, or it runs none).
+    #[default]
+    Unknown,
+}
+
+impl ReachMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::BehindNat => "behind NAT",
+            Self::Unknown => "unknown",
+        }
+    }
 }
 
 /// The path a data-plane connection to one peer took.

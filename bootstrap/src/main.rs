@@ -7,7 +7,9 @@
 //! node record (no data-plane addresses, only the relay) that nodes joining through this
 //! bootstrap read to find a relay without configuration. It stores no blobs.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+mod relay_limits;
+
+use std::{net::SocketAddr, num::NonZeroU32, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -64,6 +66,14 @@ enum Command {
         /// Do not run QUIC address discovery.
         #[arg(long)]
         no_qad: bool,
+        /// Nodes the relays serve at once: connected to the iroh relay, and holding a
+        /// libp2p circuit reservation. Further nodes are refused with a reason.
+        #[arg(long, value_name = "N", default_value_t = 1024)]
+        relay_max_nodes: usize,
+        /// Bytes per second the iroh relay reads from each node (what it relays for it);
+        /// 0: no limit. Default 8 MiB/s, above a 1080p stream's rate.
+        #[arg(long, value_name = "BYTES", default_value_t = 8 * 1024 * 1024)]
+        relay_rate: u32,
     },
 }
 
@@ -85,6 +95,8 @@ fn main() -> std::process::ExitCode {
                 no_relay,
                 qad_listen,
                 no_qad,
+                relay_max_nodes,
+                relay_rate,
             } => {
                 run(
                     data_dir,
@@ -92,11 +104,22 @@ fn main() -> std::process::ExitCode {
                     bootstrap,
                     (!no_relay).then_some(relay_listen),
                     (!no_relay && !no_qad).then_some(qad_listen),
+                    RelayCaps {
+                        max_nodes: relay_max_nodes,
+                        rate: NonZeroU32::new(relay_rate),
+                    },
                 )
                 .await
             }
         }
     })
+}
+
+/// The operator's caps on what the relays carry (`relay_limits`).
+struct RelayCaps {
+    max_nodes: usize,
+    /// Bytes per second read from each node; `None`: unlimited.
+    rate: Option<NonZeroU32>,
 }
 
 async fn run(
@@ -105,6 +128,7 @@ async fn run(
     bootstrap: Vec<Multiaddr>,
     relay_listen: Option<SocketAddr>,
     qad_listen: Option<SocketAddr>,
+    caps: RelayCaps,
 ) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let identity = Identity::load(&data_dir)?;
@@ -125,6 +149,7 @@ async fn run(
             dht_mode: DhtMode::Server,
             mdns: false,
             assume_listen_addrs_reachable: true,
+            relay_max_reservations: caps.max_nodes,
         },
     )
     .await?;
@@ -132,7 +157,17 @@ async fn run(
     let relay = match relay_listen {
         Some(addr) => {
             let mut config = iroh_relay::server::ServerConfig::default();
-            config.relay = Some(iroh_relay::server::RelayConfig::new(addr));
+            let mut relay = iroh_relay::server::RelayConfig::new(addr);
+            relay.access = Arc::new(relay_limits::NodeSlots(relay_limits::Slots::new(
+                caps.max_nodes,
+            )));
+            relay.limits.client_rx = caps.rate.map(|rate| {
+                let mut limit = iroh_relay::server::ClientRateLimit::new(rate);
+                // A second's worth in one burst: QUIC sends in bursts.
+                limit.max_burst_bytes = Some(rate);
+                limit
+            });
+            config.relay = Some(relay);
             if let Some(qad) = qad_listen {
                 let mut quic = iroh_relay::server::QuicConfig::new(qad);
                 quic.server_config = Some(qad_tls(&identity)?);

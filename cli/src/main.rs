@@ -366,6 +366,39 @@ async fn status(client: &reqwest::Client, base: &str, json: bool) -> anyhow::Res
         },
         reach.relay_url.as_deref().unwrap_or("none")
     );
+    println!(
+        "data plane:       {}{}: {}",
+        reach.mode.as_str(),
+        reach
+            .public_addr
+            .as_deref()
+            .map(|a| format!(" (public address {a})"))
+            .unwrap_or_default(),
+        reach.why
+    );
+    let swarm = &status.swarm;
+    let probes = &swarm.autonat;
+    println!(
+        "libp2p:           {}; AutoNAT dial-backs {} ok, {} failed{}",
+        match (
+            swarm.public_addrs.is_empty(),
+            swarm.relayed_addrs.is_empty()
+        ) {
+            (false, _) => format!("public at {}", swarm.public_addrs.join(", ")),
+            (true, false) => format!(
+                "behind NAT, reachable through relay {}",
+                swarm.relayed_addrs.join(", ")
+            ),
+            (true, true) => "no confirmed address".to_string(),
+        },
+        probes.probes_ok,
+        probes.probes_failed,
+        probes
+            .last_error
+            .as_deref()
+            .map(|e| format!(" (last: {e})"))
+            .unwrap_or_default()
+    );
     for peer in &reach.peers {
         println!(
             "  peer {}: {} via {} ({})",

@@ -89,6 +89,7 @@ impl Node {
                 dht_mode: config.swarm.dht_mode,
                 mdns: config.swarm.mdns,
                 assume_listen_addrs_reachable: false,
+                relay_max_reservations: 0,
             },
         )
         .await?;
@@ -279,9 +280,15 @@ impl Node {
                 .iter()
                 .map(|a| a.to_string())
                 .collect(),
-            reachability: Reachability {
-                relay_url: self.data_plane.relay_url().map(|u| u.to_string()),
-                peers: self.data_plane.peer_paths(),
+            reachability: {
+                let (mode, public_addr, why) = self.data_plane.own_reachability();
+                Reachability {
+                    relay_url: self.data_plane.relay_url().map(|u| u.to_string()),
+                    mode,
+                    public_addr: public_addr.map(|a| a.to_string()),
+                    why,
+                    peers: self.data_plane.peer_paths(),
+                }
             },
             fetch: self.fetcher.status(),
             providers: self.reputation.standings(),

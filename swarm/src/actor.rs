@@ -7,7 +7,7 @@ use std::{
 
 use futures::StreamExt;
 use libp2p::{
-    PeerId, Swarm,
+    PeerId, Swarm, autonat,
     gossipsub::{self, IdentTopic, MessageAcceptance},
     identify,
     kad::{
@@ -30,6 +30,7 @@ use crate::{
     daemon::unix_now,
     handle::{Command, Provider, ProviderAnswer, SwarmStatus},
     identity::node_key_of,
+    nat::{self, NatAction, NatState},
     records,
 };
 
@@ -62,6 +63,7 @@ pub(super) struct Actor {
     providers: BoundedMap<ContentHash, CachedProviders>,
     rejected: u64,
     accepted_announcements: u64,
+    nat: NatState,
 }
 
 struct ProviderQuery {
@@ -99,6 +101,7 @@ impl Actor {
         commands: mpsc::Receiver<Command>,
         topic: IdentTopic,
         has_bootstrap: bool,
+        nat: NatState,
     ) -> Self {
         Self {
             swarm,
@@ -117,6 +120,7 @@ impl Actor {
             providers: BoundedMap::new(PROVIDER_CACHE),
             rejected: 0,
             accepted_announcements: 0,
+            nat,
         }
     }
 
@@ -206,6 +210,64 @@ impl Actor {
             provider_hints: self.providers.len(),
             rejected_messages: self.rejected,
             accepted_announcements: self.accepted_announcements,
+            public_addrs: self
+                .swarm
+                .external_addresses()
+                .filter(|a| !nat::is_relayed(a))
+                .map(|a| a.to_string())
+                .collect(),
+            relayed_addrs: self
+                .swarm
+                .external_addresses()
+                .filter(|a| nat::is_relayed(a))
+                .map(|a| a.to_string())
+                .collect(),
+            autonat: streamgate_api::v1::AutonatStatus {
+                probes_ok: self.nat.probes_ok,
+                probes_failed: self.nat.probes_failed,
+                last_error: self.nat.last_probe_error.clone(),
+            },
+        }
+    }
+
+    fn on_autonat(&mut self, event: autonat::v2::client::Event) {
+        let result = event.result.map_err(|e| e.to_string());
+        tracing::debug!(addr = %event.tested_addr, server = %event.server, ?result, "AutoNAT probe");
+        let action = self.nat.on_probe(result, self.swarm.external_addresses());
+        self.apply(action);
+    }
+
+    /// Confirmed external addresses changed: the DHT mode follows (when `auto`), and a
+    /// reservation is released once a direct address works.
+    fn on_external_addrs_changed(&mut self, confirmed: Option<&libp2p::Multiaddr>) {
+        if let Some(addr) = confirmed {
+            let action = self.nat.on_confirmed(addr);
+            self.apply(action);
+        }
+        if self.nat.auto_dht_mode() {
+            let mode = nat::dht_mode_for(self.swarm.external_addresses());
+            let kad = &mut self.swarm.behaviour_mut().kad;
+            if kad.mode() != mode {
+                tracing::info!(%mode, "DHT mode follows the confirmed addresses");
+                kad.set_mode(Some(mode));
+            }
+        }
+    }
+
+    fn apply(&mut self, action: NatAction) {
+        match action {
+            NatAction::None => {}
+            NatAction::Reserve(circuit) => match self.swarm.listen_on(circuit.clone()) {
+                Ok(id) => {
+                    tracing::info!(relay = %circuit, "not reachable directly (AutoNAT); reserving a relay slot");
+                    self.nat.reserving(id, circuit);
+                }
+                Err(e) => tracing::warn!(relay = %circuit, "cannot reserve a relay slot: {e}"),
+            },
+            NatAction::Release(id) => {
+                tracing::info!("a direct address is confirmed; releasing the relay reservation");
+                self.swarm.remove_listener(id);
+            }
         }
     }
 
@@ -413,7 +475,12 @@ impl Actor {
                 info,
                 ..
             })) if info.protocols.contains(&KAD_PROTOCOL) => {
-                for addr in info.listen_addrs {
+                // Relayed addresses stay out of the routing table (see `nat`).
+                for addr in info
+                    .listen_addrs
+                    .into_iter()
+                    .filter(|a| !nat::is_relayed(a))
+                {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
             }
@@ -450,8 +517,24 @@ impl Actor {
                 tracing::debug!(%peer_id, ?cause, "peer gone; out of the routing table");
                 self.swarm.behaviour_mut().kad.remove_peer(&peer_id);
             }
+            SwarmEvent::Behaviour(BehaviourEvent::AutonatClient(event)) => self.on_autonat(event),
             SwarmEvent::ExternalAddrConfirmed { address } => {
                 tracing::info!(%address, "external address confirmed");
+                self.on_external_addrs_changed(Some(&address));
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                tracing::info!(%address, "external address expired");
+                self.on_external_addrs_changed(None);
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                if self.nat.reservation_addr().is_some() {
+                    tracing::debug!(?reason, "listener closed");
+                }
+                self.nat.on_listener_closed(listener_id);
             }
             _ => {}
         }

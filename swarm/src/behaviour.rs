@@ -42,6 +42,8 @@ pub struct Behaviour {
 const MAX_ESTABLISHED: u32 = 512;
 const MAX_PENDING_INCOMING: u32 = 64;
 const MAX_ESTABLISHED_PER_PEER: u32 = 4;
+/// Relayed libp2p connections a bootstrap carries at once (libp2p's default is 16).
+const RELAY_MAX_CIRCUITS: usize = 256;
 
 impl Behaviour {
     pub fn new(
@@ -49,6 +51,7 @@ impl Behaviour {
         relay_client: relay::client::Behaviour,
         role: Role,
         mdns_on: bool,
+        relay_max_reservations: usize,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let peer_id = key.public().to_peer_id();
         let limits = connection_limits::Behaviour::new(
@@ -103,8 +106,16 @@ impl Behaviour {
         )
         .map_err(|e| format!("gossipsub: {e}"))?;
 
-        let relay_server = (role == Role::Bootstrap)
-            .then(|| relay::Behaviour::new(peer_id, relay::Config::default()));
+        let relay_server = (role == Role::Bootstrap).then(|| {
+            // Circuits carry control traffic only (libp2p's caps: 128 KiB and two minutes
+            // each); the reservations are the home nodes reachable through this relay.
+            let config = relay::Config {
+                max_reservations: relay_max_reservations,
+                max_circuits: RELAY_MAX_CIRCUITS,
+                ..relay::Config::default()
+            };
+            relay::Behaviour::new(peer_id, config)
+        });
         let autonat_client = (role == Role::Node).then(autonat::v2::client::Behaviour::default);
         let mdns = if mdns_on {
             Some(

@@ -30,6 +30,8 @@ pub struct SwarmOptions {
     /// Addresses to announce as reachable without AutoNAT's confirmation (a bootstrap
     /// node is, by definition, reachable at its listen addresses).
     pub assume_listen_addrs_reachable: bool,
+    /// Circuit reservations a bootstrap's libp2p relay holds at once (unused by nodes).
+    pub relay_max_reservations: usize,
 }
 
 /// A provider of some content, as the swarm found it.
@@ -102,6 +104,7 @@ pub async fn start(
 ) -> Result<StartedSwarm, SwarmError> {
     let role = options.role;
     let mdns = options.mdns;
+    let max_reservations = options.relay_max_reservations;
     let mut swarm: Swarm<Behaviour> = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -118,7 +121,9 @@ pub async fn start(
         })
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| SwarmError::Start(format!("relay client: {e}")))?
-        .with_behaviour(|key, relay_client| Behaviour::new(key, relay_client, role, mdns))
+        .with_behaviour(|key, relay_client| {
+            Behaviour::new(key, relay_client, role, mdns, max_reservations)
+        })
         .map_err(|e| SwarmError::Start(format!("behaviour: {e}")))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
@@ -127,7 +132,8 @@ pub async fn start(
     swarm.behaviour_mut().kad.set_mode(match options.dht_mode {
         DhtMode::Server => Some(libp2p::kad::Mode::Server),
         DhtMode::Client => Some(libp2p::kad::Mode::Client),
-        DhtMode::Auto => None,
+        // Not kad's own automatic mode: it would also serve the DHT on a relayed address.
+        DhtMode::Auto => Some(libp2p::kad::Mode::Client),
     });
     let topic = libp2p::gossipsub::IdentTopic::new(streamgate_protocol::announce::ANNOUNCE_TOPIC);
     swarm
@@ -165,7 +171,12 @@ pub async fn start(
         .iter()
         .map(|a| a.clone().with(Protocol::P2p(peer_id)))
         .collect();
-    let actor = actor::Actor::new(swarm, rx, topic, !options.bootstrap.is_empty());
+    let nat = crate::nat::NatState::new(
+        options.dht_mode == DhtMode::Auto,
+        role == Role::Node && options.dht_mode != DhtMode::Server,
+        &options.bootstrap,
+    );
+    let actor = actor::Actor::new(swarm, rx, topic, !options.bootstrap.is_empty(), nat);
     let task = tokio::spawn(actor.run());
     Ok(StartedSwarm {
         handle: SwarmHandle {

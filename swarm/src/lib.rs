@@ -26,6 +26,8 @@ pub mod daemon;
 #[cfg(feature = "daemon")]
 mod handle;
 pub mod identity;
+#[cfg(feature = "daemon")]
+mod nat;
 pub mod records;
 
 #[cfg(feature = "daemon")]

@@ -18,7 +18,7 @@ pub use streamgate_api::{
     cli::Published,
     config::{ChainConfig, NodeConfig},
     ready::{BootstrapReady, NodeReady, ReadyInfo},
-    v1::{NodeStatus, PathKind, PeerPath, ProviderStanding},
+    v1::{NodeStatus, PathKind, PeerPath, ProviderStanding, ReachMode},
 };
 
 /// Configuration for test nodes: loopback only, DHT server mode (loopback addresses are
@@ -155,7 +155,7 @@ pub fn start_node(dir: &Path, bootstrap: &[String]) -> anyhow::Result<Node> {
 }
 
 /// libp2p listen addresses on loopback, TCP and QUIC, ports picked by the system.
-const LOOPBACK_LISTEN: &[&str] = &["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"];
+pub const LOOPBACK_LISTEN: &[&str] = &["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"];
 
 /// [`start_node`] with libp2p listening on `listen`; the API still on 127.0.0.1.
 pub fn start_node_listening(
@@ -181,16 +181,17 @@ pub fn start_node_listening(
 
 /// Initialises and starts a bootstrap node in `dir`.
 pub fn start_bootstrap(dir: &Path) -> anyhow::Result<Bootstrap> {
-    start_bootstrap_listening(dir, LOOPBACK_LISTEN, "127.0.0.1:0", "127.0.0.1:0")
+    start_bootstrap_listening(dir, LOOPBACK_LISTEN, "127.0.0.1:0", "127.0.0.1:0", &[])
 }
 
 /// [`start_bootstrap`] with libp2p listening on `listen`, the iroh relay on
-/// `relay_listen` and its QUIC address discovery on `qad_listen`.
+/// `relay_listen`, its QUIC address discovery on `qad_listen`, and `extra` arguments.
 pub fn start_bootstrap_listening(
     dir: &Path,
     listen: &[&str],
     relay_listen: &str,
     qad_listen: &str,
+    extra: &[&str],
 ) -> anyhow::Result<Bootstrap> {
     init_key(dir, "streamgate-bootstrap")?;
     let mut cmd = Command::new(bin("streamgate-bootstrap"));
@@ -199,7 +200,8 @@ pub fn start_bootstrap_listening(
         cmd.args(["--listen", addr]);
     }
     cmd.args(["--relay-listen", relay_listen])
-        .args(["--qad-listen", qad_listen]);
+        .args(["--qad-listen", qad_listen])
+        .args(extra);
     spawn_and_wait(cmd, dir)
 }
 

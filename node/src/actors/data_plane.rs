@@ -38,7 +38,7 @@ use iroh_blobs::{
     store::fs::FsStore,
     util::connection_pool::{ConnectionPool, ConnectionRef, Options as PoolOptions},
 };
-use streamgate_api::v1::{PathKind, PeerPath};
+use streamgate_api::v1::{PathKind, PeerPath, ReachMode};
 use streamgate_protocol::{NodeRecord, SignedNodeRecord, bounded::BoundedMap};
 use tokio::sync::Mutex;
 
@@ -256,6 +256,28 @@ impl DataPlane {
         }
     }
 
+    /// How peers reach this node (mode, public address, why), from the newest report of
+    /// the relay's QUIC address discovery.
+    pub fn own_reachability(&self) -> (ReachMode, Option<std::net::SocketAddr>, String) {
+        let report = self.endpoint.net_report().get();
+        let public = report.as_ref().and_then(|r| {
+            r.global_v4
+                .map(std::net::SocketAddr::V4)
+                .or(r.global_v6.map(std::net::SocketAddr::V6))
+        });
+        let mapping_varies = report.as_ref().and_then(|r| match public {
+            Some(std::net::SocketAddr::V6(_)) => r.mapping_varies_by_dest_ipv6,
+            _ => r.mapping_varies_by_dest_ipv4,
+        });
+        let (mode, why) = classify_reachability(
+            public,
+            public.is_some_and(|p| is_own_ip(p.ip())),
+            mapping_varies,
+            self.relay_url().as_ref(),
+        );
+        (mode, public, why)
+    }
+
     /// Teaches the endpoint where a node can be reached, from a verified record.
     pub fn learn(&self, record: &SignedNodeRecord) {
         let Ok(id) = EndpointId::from_bytes(&record.record.node_key) else {
@@ -453,6 +475,54 @@ fn is_public(ip: std::net::IpAddr) -> bool {
             let link_local = first & 0xffc0 == 0xfe80;
             !(unique_local || link_local || v6.is_loopback() || v6.is_unspecified())
         }
+    }
+}
+
+/// Whether `ip` is an address of this host: only then can a socket be bound to it.
+fn is_own_ip(ip: std::net::IpAddr) -> bool {
+    std::net::UdpSocket::bind(std::net::SocketAddr::new(ip, 0)).is_ok()
+}
+
+/// The reachability mode and its reason, from what address discovery saw (`public`),
+/// whether that is this host's own address, and whether the NAT's mapping differs per
+/// destination (known only with two or more relays).
+fn classify_reachability(
+    public: Option<std::net::SocketAddr>,
+    public_is_own: bool,
+    mapping_varies: Option<bool>,
+    relay: Option<&RelayUrl>,
+) -> (ReachMode, String) {
+    let fallback = match relay {
+        Some(relay) => format!("relay {relay} carries what no direct path can"),
+        None => "no relay: only peers this node dials first can reach it".to_string(),
+    };
+    match (public, relay) {
+        (None, Some(relay)) => (
+            ReachMode::Unknown,
+            format!(
+                "no QUIC address discovery answer from relay {relay} (yet, or it runs none); peers try this node's listed addresses, then the relay"
+            ),
+        ),
+        (None, None) => (
+            ReachMode::Unknown,
+            "no relay, so no address discovery: peers can reach this node only at its listed addresses".to_string(),
+        ),
+        (Some(public), _) if public_is_own => (
+            ReachMode::Public,
+            format!("address discovery sees this node at {public}, an address of this host: peers dial it directly"),
+        ),
+        (Some(public), _) if mapping_varies == Some(true) => (
+            ReachMode::BehindNat,
+            format!(
+                "behind a NAT that maps each destination to another port (seen as {public} by one relay, differently by another): hole punching seldom works; {fallback}"
+            ),
+        ),
+        (Some(public), _) => (
+            ReachMode::BehindNat,
+            format!(
+                "behind NAT: address discovery sees this node at {public}, not an address of this host; peers hole-punch to it, and {fallback}"
+            ),
+        ),
     }
 }
 
@@ -667,5 +737,28 @@ mod tests {
         for public in ["198.18.0.3", "100.128.0.1", "8.8.8.8", "2001:db8::1"] {
             assert!(is_public(public.parse().expect("ip")), "{public}");
         }
+    }
+
+    #[test]
+    fn reachability_is_told_from_what_address_discovery_saw() {
+        let relay: RelayUrl = "https://198.18.0.1:3340".parse().expect("url");
+        let seen: std::net::SocketAddr = "198.18.0.3:40001".parse().expect("addr");
+        let (mode, why) = classify_reachability(Some(seen), false, None, Some(&relay));
+        assert_eq!(mode, ReachMode::BehindNat);
+        assert!(
+            why.contains("198.18.0.3:40001") && why.contains("hole-punch"),
+            "{why}"
+        );
+        let (mode, why) = classify_reachability(Some(seen), false, Some(true), Some(&relay));
+        assert_eq!(mode, ReachMode::BehindNat);
+        assert!(why.contains("seldom"), "{why}");
+        let (mode, _) = classify_reachability(Some(seen), true, None, Some(&relay));
+        assert_eq!(mode, ReachMode::Public);
+        let (mode, why) = classify_reachability(None, false, None, None);
+        assert_eq!(mode, ReachMode::Unknown);
+        assert!(why.contains("no relay"), "{why}");
+        // Loopback is always this host's; a documentation address never is.
+        assert!(is_own_ip("127.0.0.1".parse().expect("ip")));
+        assert!(!is_own_ip("192.0.2.77".parse().expect("ip")));
     }
 }

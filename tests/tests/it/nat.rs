@@ -6,7 +6,8 @@
 use std::path::Path;
 
 use streamgate_tests::{
-    Bootstrap, Node, NodeConfig, NodeStatus, PathKind, PeerPath, add_file, cli, init_node_dir,
+    Bootstrap, Node, NodeConfig, NodeStatus, PathKind, PeerPath, ReachMode, add_file, cli,
+    init_node_dir,
     media::{decode_errors, make_clip},
     netns::{Namespace, Topology, Unsolicited},
     publish, start_bootstrap_listening, start_node_listening, status, test_bytes, wait_until,
@@ -25,6 +26,27 @@ impl Home {
             .enter(|| status(&api))
             .expect("enter namespace")
             .unwrap_or_else(|e| panic!("status of {}: {e}", self.ns.name))
+    }
+
+    /// The first status (within 60 s) that `ready` accepts; the test fails with the last
+    /// one seen otherwise.
+    fn status_once(&self, ready: impl Fn(&NodeStatus) -> bool) -> NodeStatus {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let status = self.status();
+            if ready(&status) {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}'s status never showed the expected reachability: {:?}\n{:?}\nits log:\n{}",
+                self.ns.name,
+                status.reachability,
+                status.swarm,
+                self.node.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
     }
 
     /// `streamgate add` of fresh bytes; their hash.
@@ -101,6 +123,8 @@ struct Network {
     a: Home,
     b: Home,
     c: Home,
+    /// B's router's public address: what B's peers see of B.
+    router_b_addr: std::net::Ipv4Addr,
     _root: tempfile::TempDir,
     _topology: Topology,
 }
@@ -124,7 +148,13 @@ fn start_with(unsolicited: Unsolicited, b_config: &NodeConfig) -> Network {
     let bootstrap = topology
         .bootstrap
         .enter(|| {
-            start_bootstrap_listening(&bootstrap_dir, PUBLIC_LISTEN, &relay_listen, &qad_listen)
+            start_bootstrap_listening(
+                &bootstrap_dir,
+                PUBLIC_LISTEN,
+                &relay_listen,
+                &qad_listen,
+                &[],
+            )
         })
         .expect("enter namespace")
         .expect("bootstrap");
@@ -175,6 +205,7 @@ fn start_with(unsolicited: Unsolicited, b_config: &NodeConfig) -> Network {
         a,
         b,
         c,
+        router_b_addr: topology.router_b.addr,
         _root: root,
         _topology: topology,
     }
@@ -243,6 +274,49 @@ fn home_nodes_behind_nat_serve_and_fetch_with_no_configuration() {
     }
     // A public node is reached on its own address: its bytes never need the relay.
     assert_ne!(b_from_a.path, PathKind::Relayed, "B to A: {b_from_a:?}");
+
+    // Each says how it is reachable, and why. A: public on both planes, a DHT server.
+    let a = net.a.status_once(|s| {
+        s.reachability.mode == ReachMode::Public
+            && !s.swarm.public_addrs.is_empty()
+            && s.swarm.dht_mode == "server"
+    });
+    let a_ip = net.a.ns.addr.to_string();
+    assert!(
+        a.reachability
+            .public_addr
+            .as_deref()
+            .is_some_and(|p| p.starts_with(&format!("{a_ip}:"))),
+        "A's public address: {:?}",
+        a.reachability
+    );
+    // B: behind its router (address discovery sees the router's address), libp2p reachable
+    // only through a reservation on the bootstrap's circuit relay, so a DHT client.
+    let router_b = net.router_b_addr;
+    let b = net.b.status_once(|s| {
+        s.reachability.mode == ReachMode::BehindNat
+            && s.reachability
+                .public_addr
+                .as_deref()
+                .is_some_and(|p| p.starts_with(&format!("{router_b}:")))
+            && s.swarm.public_addrs.is_empty()
+            && s.swarm
+                .relayed_addrs
+                .iter()
+                .any(|r| r.contains("/p2p-circuit"))
+            && s.swarm.autonat.probes_failed > 0
+    });
+    assert_eq!(b.swarm.dht_mode, "client", "B: {:?}", b.swarm);
+    for (name, s) in [("A", &a), ("B", &b)] {
+        eprintln!(
+            "{name}: data plane {} ({}); libp2p public {:?}, relayed {:?}, DHT {}",
+            s.reachability.mode.as_str(),
+            s.reachability.why,
+            s.swarm.public_addrs,
+            s.swarm.relayed_addrs,
+            s.swarm.dht_mode
+        );
+    }
 }
 
 /// C fetches what only B holds: both behind NAT, each router handling unsolicited packets

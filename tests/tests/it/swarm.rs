@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use streamgate_tests::{
-    add_file, get_file, init_node_dir, start_bootstrap, start_node, status, test_bytes, test_config,
+    LOOPBACK_LISTEN, add_file, get_file, init_node_dir, start_bootstrap, start_bootstrap_listening,
+    start_node, status, test_bytes, test_config, wait_until,
 };
 
 #[test]
@@ -118,4 +119,40 @@ fn a_blob_streams_as_it_verifies_and_concurrent_readers_share_one_fetch() {
         "two readers, one fetch"
     );
     assert_eq!(s.blobs, 1, "the blob is stored");
+}
+
+/// The bootstrap's operator caps the nodes its relay serves: a node beyond the cap is
+/// refused with the reason, the ones admitted keep their relay.
+#[test]
+fn a_full_relay_refuses_further_nodes_with_a_reason() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let bootstrap = start_bootstrap_listening(
+        &root.path().join("bootstrap"),
+        LOOPBACK_LISTEN,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &["--relay-max-nodes", "1"],
+    )
+    .expect("bootstrap");
+    let entry = vec![bootstrap.info.listen_addrs[0].clone()];
+    let start = |name: &str| {
+        let dir = root.path().join(name);
+        init_node_dir(&dir, &test_config()).expect("init");
+        start_node(&dir, &entry).expect("start node")
+    };
+    let first = start("first");
+    assert!(
+        wait_until(Duration::from_secs(20), || status(&first.info.api_url)
+            .is_ok_and(|s| s.reachability.relay_url.is_some())),
+        "the first node never adopted the relay:\n{}",
+        first.log()
+    );
+    let _second = start("second");
+    assert!(
+        wait_until(Duration::from_secs(20), || bootstrap.log().contains(
+            "relay refused a connection: relay full: 1 nodes connected"
+        )),
+        "the relay admitted a second node beyond --relay-max-nodes 1:\n{}",
+        bootstrap.log()
+    );
 }
