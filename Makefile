@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: help setup build release test check fmt clippy fuzz-check fuzz demo contracts bench-transfer bench-transcode bench-gateway bench-access clean
+.PHONY: help setup build release test check fmt clippy fuzz-check fuzz demo contracts bench-transfer bench-transcode bench-gateway bench-access bench-nat clean
 
 help:
 	@echo "make demo            start the local network with a demo video and print the links that play"
@@ -16,6 +16,7 @@ help:
 	@echo "make bench-transcode the default ladder of 60 s 1080p vs. the same ffmpeg command"
 	@echo "make bench-gateway   hot-segment serving vs. nginx, measured with wrk"
 	@echo "make bench-access    sign-in verifications per second, cached and uncached ownership checks"
+	@echo "make bench-nat       first byte and throughput of 64 MiB per path (direct, hole-punched, relayed) vs. loopback; needs root"
 	@echo "make contracts       rebuild the Solidity artifacts the Rust bindings are generated from"
 	@echo "make setup           install Debian and npm dependencies (idempotent)"
 
@@ -91,6 +92,9 @@ bench-gateway: release
 
 bench-access: release
 	./target/release/bench-access
+
+bench-nat: release
+	./target/release/bench-nat
 
 clean:
 	$(CARGO) clean

@@ -24,7 +24,7 @@ apt_packages=(
   ffmpeg
   chromium
   wrk nginx-light
-  iproute2 nftables procps psmisc
+  iproute2 nftables procps psmisc curl
 )
 
 missing=()

@@ -3,7 +3,9 @@
 //! Every process gets its own data folder, binds port 0 on 127.0.0.1, and is killed when
 //! its handle drops, so a failing test leaves nothing running.
 
+pub mod bench;
 pub mod chain;
+pub mod home_network;
 pub mod media;
 pub mod netns;
 

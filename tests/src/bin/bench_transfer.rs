@@ -33,8 +33,9 @@ use streamgate_protocol::{
     manifest::{SegmentRef, Track, TrackKind, VideoParams},
 };
 use streamgate_tests::{
-    Node, cli, init_node_dir, start_bootstrap, start_node, status, test_bytes, test_config,
-    wait_until,
+    Node,
+    bench::{median, mib_per_sec},
+    cli, init_node_dir, start_bootstrap, start_node, status, test_bytes, test_config, wait_until,
 };
 
 const BIG: usize = 256 * 1024 * 1024;
@@ -307,15 +308,6 @@ fn add(node: &Node, file: &Path) -> anyhow::Result<String> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(String::from_utf8(out.stdout)?.trim().to_string())
-}
-
-fn mib_per_sec(bytes: usize, took: Duration) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0) / took.as_secs_f64()
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
 }
 
 async fn bare_endpoint(dir: &Path) -> anyhow::Result<(FsStore, Endpoint)> {
