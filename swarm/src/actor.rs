@@ -531,10 +531,13 @@ impl Actor {
                 reason,
                 ..
             } => {
-                if self.nat.reservation_addr().is_some() {
-                    tracing::debug!(?reason, "listener closed");
+                let was_reservation = self.nat.on_listener_closed(listener_id);
+                if was_reservation {
+                    tracing::info!(
+                        ?reason,
+                        "relay reservation ended; the next failed AutoNAT probe asks another relay"
+                    );
                 }
-                self.nat.on_listener_closed(listener_id);
             }
             _ => {}
         }

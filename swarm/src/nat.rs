@@ -120,17 +120,14 @@ impl NatState {
         }
     }
 
-    /// A listener closed; when it was the reservation, the next failed probe tries the next
-    /// relay.
-    pub(crate) fn on_listener_closed(&mut self, id: ListenerId) {
-        if self.reservation.as_ref().is_some_and(|(own, _)| *own == id) {
+    /// A listener closed; when it was the reservation (the answer is whether it was), the
+    /// next failed probe tries the next relay.
+    pub(crate) fn on_listener_closed(&mut self, id: ListenerId) -> bool {
+        let was_reservation = self.reservation.as_ref().is_some_and(|(own, _)| *own == id);
+        if was_reservation {
             self.reservation = None;
         }
-    }
-
-    /// The relay the node has (or is asking for) a reservation on.
-    pub(crate) fn reservation_addr(&self) -> Option<&Multiaddr> {
-        self.reservation.as_ref().map(|(_, addr)| addr)
+        was_reservation
     }
 }
 
@@ -204,8 +201,9 @@ mod tests {
         };
         let id = ListenerId::next();
         nat.reserving(id, first);
-        nat.on_listener_closed(id);
-        assert_eq!(nat.reservation_addr(), None);
+        assert!(!nat.on_listener_closed(ListenerId::next()));
+        assert!(nat.on_listener_closed(id));
+        assert!(nat.reservation.is_none());
         assert_eq!(
             nat.on_probe(Err("x".into()), []),
             NatAction::Reserve(addr(&format!("{second}/p2p-circuit")))
