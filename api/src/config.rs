@@ -20,7 +20,9 @@ listen = ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"]
 # Entry nodes to join through, as multiaddrs ending in /p2p/<peer id>.
 bootstrap = []
 # Kademlia mode: "server" answers DHT queries for others, "client" only asks,
-# "auto" becomes a server once AutoNAT confirms the node is reachable.
+# "auto" becomes a server once AutoNAT confirms a direct address (never on a relayed one).
+# Unless it is "server", a node AutoNAT finds unreachable reserves a slot on a bootstrap
+# node's circuit relay.
 dht_mode = "auto"
 # Multicast DNS discovery of peers on the local network. Off: it sends multicast traffic.
 mdns = false
@@ -112,6 +114,19 @@ session_ttl_secs = 3600
 # results within seconds regardless.
 cache_ttl_secs = 300
 
+[worker]
+# Volunteer this node to transcode for others (also: streamgate-node run --worker). It
+# then gossips a signed advert of what its hardware probe opened and what it asks.
+enabled = false
+# Wei asked per 10^9 output pixels (a 60 s 1080p30 rung is about 3.7). 0: for free.
+price_per_gigapixel = 0
+# Jobs taken at once.
+max_jobs = 1
+# Where payments go ("0x" and 40 hex digits). Empty: none named yet.
+payment_address = ""
+# How long each advert stays valid, in seconds (30 to 600); re-sent every third of it.
+advert_ttl_secs = 300
+
 # Chains this node checks NFT ownership on, one [[chains]] table each, for example:
 # [[chains]]
 # chain_id = 31337
@@ -130,7 +145,35 @@ pub struct NodeConfig {
     pub transcode: TranscodeSettings,
     pub access: AccessConfig,
     pub chains: Vec<ChainConfig>,
+    pub worker: WorkerConfig,
     pub testing: TestingConfig,
+}
+
+/// `[worker]`: volunteering this node to transcode for others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    pub enabled: bool,
+    /// Wei asked per 10^9 output pixels (0: volunteered for free).
+    pub price_per_gigapixel: u64,
+    /// Jobs taken at once.
+    pub max_jobs: u16,
+    /// `0x` and 40 hex digits: where payments go; empty: none named yet.
+    pub payment_address: String,
+    /// How long each advert stays valid; re-sent every third of it.
+    pub advert_ttl_secs: u32,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            price_per_gigapixel: 0,
+            max_jobs: 1,
+            payment_address: String::new(),
+            advert_ttl_secs: 300,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

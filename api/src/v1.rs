@@ -143,6 +143,36 @@ pub struct SwarmStatus {
     pub autonat: AutonatStatus,
 }
 
+/// `GET /api/v1/workers`: one volunteered worker, from its newest verified advert. Every
+/// field is the worker's own claim; what it returns is verified before it counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub peer_id: String,
+    pub node_id: String,
+    /// `gpu`, `gpu-decode-cpu-encode` or `cpu`.
+    pub mode: String,
+    pub decoders: Vec<String>,
+    pub encoders: Vec<String>,
+    pub gpus: Vec<WorkerGpu>,
+    /// Its start-up measurement (1080p to 720p); `None`: not measured.
+    pub speed_fps: Option<f64>,
+    /// Wei per 10^9 output pixels, in decimal (it may exceed what JSON numbers hold).
+    pub price_per_gigapixel: String,
+    pub max_jobs: u16,
+    pub active_jobs: u16,
+    pub payment_address: Option<String>,
+    pub issued_at: u64,
+    pub expires_at: u64,
+}
+
+/// A worker's GPU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerGpu {
+    pub name: String,
+    /// Encode sessions at once; 0: it does not encode; `None`: not measured.
+    pub encode_sessions: Option<u16>,
+}
+
 /// AutoNAT dial-back probes this node asked its peers for.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AutonatStatus {

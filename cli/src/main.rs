@@ -13,7 +13,7 @@ use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use streamgate_api::{
     cli::Fetched,
-    v1::{Added, ErrorBody, JobView, NodeStatus},
+    v1::{Added, ErrorBody, JobView, NodeStatus, WorkerInfo},
 };
 use streamgate_protocol::ContentHash;
 
@@ -94,6 +94,9 @@ enum Command {
     },
     /// List the videos (manifests) the node holds.
     Ls,
+    /// List the volunteered transcoding workers the node has heard of: mode, codecs, price,
+    /// load (each as the worker claims it).
+    Workers,
     /// Sign in with an Ethereum key (EIP-4361) and print a session token for gated videos.
     SignIn {
         /// Environment variable holding the hex private key (never pass keys as arguments).
@@ -217,6 +220,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Ls => publish::list(&client, &base, cli.json).await,
+        Command::Workers => workers(&client, &base, cli.json).await,
         Command::SignIn {
             private_key_env,
             chain_id,
@@ -336,6 +340,52 @@ async fn get(
         println!("{}", serde_json::to_string(&fetched)?);
     } else {
         println!("{} bytes written to {}", size, output.display());
+    }
+    Ok(())
+}
+
+async fn workers(client: &reqwest::Client, base: &str, json: bool) -> anyhow::Result<()> {
+    let response = send(client.get(format!("{base}/api/v1/workers")), base).await?;
+    let workers: Vec<WorkerInfo> = parse(response).await?;
+    if json {
+        println!("{}", serde_json::to_string(&workers)?);
+        return Ok(());
+    }
+    if workers.is_empty() {
+        println!("no workers known to this node");
+    }
+    for w in workers {
+        let gpus = w
+            .gpus
+            .iter()
+            .map(|g| match g.encode_sessions {
+                Some(0) => format!("{} (decode only)", g.name),
+                Some(n) => format!("{} ({n} encode sessions)", g.name),
+                None => g.name.clone(),
+            })
+            .collect::<Vec<_>>();
+        println!(
+            "{}  {:<22} jobs {}/{}  price {} wei/Gpx  speed {}  pay to {}",
+            w.peer_id,
+            w.mode,
+            w.active_jobs,
+            w.max_jobs,
+            w.price_per_gigapixel,
+            w.speed_fps
+                .map(|s| format!("{s:.1} fps"))
+                .unwrap_or_else(|| "not measured".into()),
+            w.payment_address.as_deref().unwrap_or("none named")
+        );
+        println!(
+            "    encoders {}; decoders {}; GPUs {}",
+            w.encoders.join(", "),
+            w.decoders.join(", "),
+            if gpus.is_empty() {
+                "none".to_string()
+            } else {
+                gpus.join(", ")
+            }
+        );
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ use streamgate_protocol::{
     Announcement, ContentHash, Manifest, NodeRecord, SignedManifest,
     access::{Encryption, EncryptionMethod, WrappedKey},
     manifest::{AudioParams, SegmentRef, Track, TrackKind, VideoParams},
+    worker::{Gpu, WorkMode, WorkerAdvert},
 };
 use streamgate_swarm::{identity::peer_id_of, records::node_record_key};
 
@@ -86,6 +87,30 @@ fn main() -> std::io::Result<()> {
         "announcement",
         "full",
         &with_now(SEED_NOW, &announcement.encode()),
+    )?;
+
+    let hybrid = WorkerAdvert {
+        node_key,
+        issued_at: SEED_NOW,
+        ttl_secs: 300,
+        mode: WorkMode::GpuDecodeCpuEncode,
+        decoders: vec!["h264".into(), "h264_cuvid".into()],
+        encoders: vec!["libx264".into()],
+        gpus: vec![Gpu {
+            name: "cuda".into(),
+            encode_sessions: Some(0),
+        }],
+        speed_millifps: Some(95_000),
+        price_per_gigapixel: 250_000_000_000,
+        max_jobs: 2,
+        active_jobs: 1,
+        payment_address: Some([0x70; 20]),
+    }
+    .sign(signing_key());
+    write(
+        "worker_advert",
+        "hybrid",
+        &with_now(SEED_NOW, &hybrid.encode()),
     )?;
 
     let peer = peer_id_of(&node_key).expect("an Ed25519 key");

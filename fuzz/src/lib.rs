@@ -7,6 +7,7 @@ use ed25519_dalek::SigningKey;
 use streamgate_protocol::{
     NodeRecord,
     limits::{MAX_NODE_ADDRS, MAX_RELAY_URL_BYTES},
+    worker::{MAX_ADVERT_TTL_SECS, MAX_CODECS, MAX_GPUS, MAX_NAME_BYTES, WorkerAdvert},
 };
 
 /// The clock of the seed corpus: every seed record was issued at this time.
@@ -66,6 +67,22 @@ pub fn record_within_limits(record: &NodeRecord) -> bool {
             .relay_url
             .as_ref()
             .is_none_or(|url| url.len() <= MAX_RELAY_URL_BYTES)
+}
+
+/// Whether a worker advert's shape is within the protocol's limits, written out here rather
+/// than asked of the decoder under test.
+pub fn advert_within_limits(advert: &WorkerAdvert) -> bool {
+    let name_ok = |name: &String| {
+        (1..=MAX_NAME_BYTES).contains(&name.len())
+            && name.bytes().all(|b| (0x20..0x7f).contains(&b))
+    };
+    advert.decoders.len() <= MAX_CODECS
+        && advert.encoders.len() <= MAX_CODECS
+        && advert.decoders.iter().chain(&advert.encoders).all(name_ok)
+        && advert.gpus.len() <= MAX_GPUS
+        && advert.gpus.iter().all(|g| name_ok(&g.name))
+        && advert.ttl_secs <= MAX_ADVERT_TTL_SECS
+        && advert.active_jobs <= advert.max_jobs
 }
 
 /// For a message signed here from the input's `fields` and `encoded` canonically: the

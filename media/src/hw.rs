@@ -77,19 +77,49 @@ impl Capabilities {
     }
 }
 
-/// Probes devices, encoders and decoders. Each failed probe returns in about a millisecond.
-pub fn probe() -> Capabilities {
+/// Software decoders probed: the source codecs a CPU worker can take.
+const SOFTWARE_DECODERS: [&str; 5] = ["h264", "hevc", "vp9", "av1", "mpeg4"];
+
+/// The software encoder and decoders only: what a node that must not use its hardware
+/// (`transcode.hardware = "off"`) can do.
+pub fn probe_software() -> Capabilities {
     crate::init();
-    let devices = ["cuda", "vaapi", "qsv", "vulkan"]
-        .iter()
-        .map(|name| probe_device(name))
-        .collect();
-    let mut encoders = vec![Probe {
+    let encoders = vec![Probe {
         name: "libx264".into(),
         kind: "cpu",
         available: open_encoder("libx264").is_ok(),
         detail: "software H.264".into(),
     }];
+    let decoders = SOFTWARE_DECODERS
+        .iter()
+        .map(|name| {
+            let result = open_decoder(name);
+            Probe {
+                name: (*name).into(),
+                kind: "cpu",
+                available: result.is_ok(),
+                detail: result.err().unwrap_or_else(|| "opened".into()),
+            }
+        })
+        .collect();
+    Capabilities {
+        devices: Vec::new(),
+        encoders,
+        decoders,
+    }
+}
+
+/// Probes devices, encoders and decoders. Each failed probe returns in about a millisecond.
+pub fn probe() -> Capabilities {
+    let Capabilities {
+        mut encoders,
+        decoders: software_decoders,
+        ..
+    } = probe_software();
+    let devices = ["cuda", "vaapi", "qsv", "vulkan"]
+        .iter()
+        .map(|name| probe_device(name))
+        .collect();
     for name in ["h264_nvenc", "hevc_nvenc", "h264_vaapi", "h264_qsv"] {
         let result = open_encoder(name);
         encoders.push(Probe {
@@ -99,7 +129,7 @@ pub fn probe() -> Capabilities {
             detail: result.err().unwrap_or_else(|| "opened".into()),
         });
     }
-    let mut decoders = Vec::new();
+    let mut decoders = software_decoders;
     for name in ["h264_cuvid", "hevc_cuvid"] {
         let result = open_decoder(name);
         decoders.push(Probe {

@@ -33,6 +33,14 @@ pub enum ConfigError {
 /// Smallest range split: iroh-blobs verifies in 16 KiB chunk groups.
 const CHUNK_GROUP_BYTES: u64 = 16 * 1024;
 
+/// An Ethereum address written as `0x` and 40 hex digits (either case).
+pub fn payment_address(text: &str) -> Option<[u8; 20]> {
+    let digits = text.strip_prefix("0x")?;
+    let mut address = [0; 20];
+    hex::decode_to_slice(digits, &mut address).ok()?;
+    Some(address)
+}
+
 /// Reads `path`; a missing file means all defaults.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let shown = path.display().to_string();
@@ -88,6 +96,22 @@ pub fn validate(config: &Config, path: &str) -> Result<(), ConfigError> {
             .is_err()
     {
         return Err(invalid("data_plane.relay_url", "is not a valid URL"));
+    }
+    let worker = &config.worker;
+    if !(1..=64).contains(&worker.max_jobs) {
+        return Err(invalid("worker.max_jobs", "must be between 1 and 64"));
+    }
+    if !(30..=streamgate_protocol::worker::MAX_ADVERT_TTL_SECS).contains(&worker.advert_ttl_secs) {
+        return Err(invalid(
+            "worker.advert_ttl_secs",
+            "must be between 30 and 600",
+        ));
+    }
+    if !worker.payment_address.is_empty() && payment_address(&worker.payment_address).is_none() {
+        return Err(invalid(
+            "worker.payment_address",
+            "must be 0x followed by 40 hex digits",
+        ));
     }
     if !(1..=600).contains(&config.data_plane.idle_timeout_secs) {
         return Err(invalid(
@@ -235,6 +259,27 @@ mod tests {
         )
         .expect_err("invalid");
         assert!(err.to_string().contains("chains.rpc_urls"), "{err}");
+        for (worker, key) in [
+            ("payment_address = \"0x12\"", "worker.payment_address"),
+            (
+                "payment_address = \"12345678901234567890123456789012345678901\"",
+                "worker.payment_address",
+            ),
+            ("max_jobs = 0", "worker.max_jobs"),
+            ("advert_ttl_secs = 601", "worker.advert_ttl_secs"),
+        ] {
+            let err = parse(&format!("[worker]\n{worker}\n"), "c.toml").expect_err(worker);
+            assert!(err.to_string().contains(key), "{err}");
+        }
+        let ok = parse(
+            "[worker]\nenabled = true\npayment_address = \"0x70997970C51812dc3A010C7d01b50e0d17dc79C8\"\n",
+            "c.toml",
+        )
+        .expect("a checksummed address");
+        assert_eq!(
+            payment_address(&ok.worker.payment_address).map(|a| a[0]),
+            Some(0x70)
+        );
         let err = parse("[swarm]\ntypo = 1\n", "c.toml").expect_err("unknown key");
         assert!(err.to_string().contains("typo"), "{err}");
     }

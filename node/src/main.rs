@@ -52,6 +52,10 @@ enum Command {
         /// Address of the HTTP API and gateway; replaces api.listen (default 127.0.0.1:7700).
         #[arg(long, value_name = "ADDR:PORT")]
         api_listen: Option<SocketAddr>,
+        /// Volunteer as a transcoding worker (worker.enabled): gossip a signed advert of
+        /// what the hardware probe opened and the price in the [worker] config.
+        #[arg(long)]
+        worker: bool,
     },
     /// Probe which hardware encoders and decoders really open on this machine, and print
     /// the transcoding mode a worker would advertise (gpu, gpu-decode-cpu-encode, cpu).
@@ -74,7 +78,8 @@ fn main() -> std::process::ExitCode {
                 listen,
                 bootstrap,
                 api_listen,
-            } => run(&data_dir, listen, bootstrap, api_listen).await,
+                worker,
+            } => run(&data_dir, listen, bootstrap, api_listen, worker).await,
             Command::Capabilities { json } => {
                 capabilities(json);
                 Ok(())
@@ -124,6 +129,7 @@ async fn run(
     listen: Vec<Multiaddr>,
     bootstrap: Vec<Multiaddr>,
     api_listen: Option<SocketAddr>,
+    worker: bool,
 ) -> anyhow::Result<()> {
     // Both rustls back-ends end up in the build; pick one before anything uses TLS.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -139,6 +145,7 @@ async fn run(
     if let Some(addr) = api_listen {
         config.api.listen = addr;
     }
+    config.worker.enabled |= worker;
     config::validate(&config, "command line")?;
     if config.testing.corrupt_served_byte_at.is_some() {
         tracing::warn!(

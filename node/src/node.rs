@@ -28,6 +28,7 @@ use crate::{
         relays,
         reputation::Reputation,
         uploads::Uploads,
+        worker,
     },
 };
 
@@ -186,6 +187,20 @@ impl Node {
             "node ready"
         );
         self.publisher.resume();
+        if self.config.worker.enabled {
+            // Hardware the operator turned off is not offered either.
+            let caps = match &self.capabilities {
+                Some(caps) => caps.clone(),
+                None => tokio::task::block_in_place(streamgate_media::hw::probe_software),
+            };
+            tracing::info!(mode = %caps.to_json()["mode"], "volunteering as a worker");
+            tokio::spawn(worker::advertise(
+                self.config.worker.clone(),
+                caps,
+                self.identity.clone(),
+                self.swarm.clone(),
+            ));
+        }
         let data_plane_config = &self.config.data_plane;
         if data_plane_config.relay_url.is_empty() && data_plane_config.bootstrap_relay {
             tokio::spawn(relays::adopt_bootstrap_relay(

@@ -51,6 +51,11 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
         Some(value)
     }
 
+    /// The entries, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.map.iter()
+    }
+
     /// The values, in no particular order.
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.map.values()

@@ -2,7 +2,8 @@
 //!
 //! Everything two nodes must agree on lives here as plain types and pure functions:
 //! content ids ([`ContentHash`]), signed video manifests ([`SignedManifest`]), the signed record a node publishes about its data-plane
-//! addresses ([`NodeRecord`]), the gossip announcement of new content ([`Announcement`]),
+//! addresses ([`NodeRecord`]), the gossip announcement of new content ([`Announcement`]), the advert of a
+//! volunteered transcoding worker ([`worker`]),
 //! HTTP byte ranges ([`range`]), the values of tus upload headers ([`tus`]), the size limits
 //! every decoder enforces ([`limits`]), the provider reputation book a fetcher keeps
 //! ([`reputation`]), the fetcher's plan of which bytes to ask which provider for
@@ -24,6 +25,7 @@ pub mod reputation;
 pub mod siwe;
 pub mod tus;
 mod wire;
+pub mod worker;
 
 pub use announce::Announcement;
 pub use content::{ContentHash, ParseHashError};

@@ -19,6 +19,10 @@ pub const MAX_RELAY_URL_BYTES: usize = 256;
 /// Largest encoded [`crate::Announcement`].
 pub const MAX_ANNOUNCEMENT_BYTES: usize = 4 * 1024;
 
+/// Largest encoded [`crate::worker::SignedWorkerAdvert`]: the most codec and GPU names the
+/// advert allows, each at its longest, fit in about 3 KiB.
+pub const MAX_WORKER_ADVERT_BYTES: usize = 4 * 1024;
+
 /// How far in the future a record's issue time may lie, in seconds, to allow for clock skew.
 pub const MAX_CLOCK_SKEW_SECS: u64 = 300;
 

@@ -17,7 +17,9 @@ use libp2p::{
     mdns,
     swarm::SwarmEvent,
 };
-use streamgate_protocol::{Announcement, ContentHash, SignedNodeRecord};
+use streamgate_protocol::{
+    Announcement, ContentHash, SignedNodeRecord, worker::SignedWorkerAdvert,
+};
 use tokio::{
     sync::{mpsc, oneshot},
     time::Instant,
@@ -43,13 +45,21 @@ const RECORD_CACHE: usize = 4096;
 /// providers kept per id.
 const PROVIDER_CACHE: usize = 4096;
 const PROVIDERS_PER_HASH: usize = 20;
+/// Workers whose adverts are kept (the newest of each).
+const WORKER_CACHE: usize = 4096;
 /// A cached provider list older than this is looked up in the DHT again before use.
 const PROVIDER_CACHE_TTL: Duration = Duration::from_secs(300);
+
+/// The gossip topics every daemon subscribes to.
+pub(crate) struct Topics {
+    pub(crate) announce: IdentTopic,
+    pub(crate) workers: IdentTopic,
+}
 
 pub(super) struct Actor {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
-    topic: IdentTopic,
+    topics: Topics,
     has_bootstrap: bool,
     joined: bool,
     own_record: Option<SignedNodeRecord>,
@@ -64,6 +74,7 @@ pub(super) struct Actor {
     rejected: u64,
     accepted_announcements: u64,
     nat: NatState,
+    workers: BoundedMap<PeerId, SignedWorkerAdvert>,
 }
 
 struct ProviderQuery {
@@ -99,14 +110,14 @@ impl Actor {
     pub(super) fn new(
         swarm: Swarm<Behaviour>,
         commands: mpsc::Receiver<Command>,
-        topic: IdentTopic,
+        topics: Topics,
         has_bootstrap: bool,
         nat: NatState,
     ) -> Self {
         Self {
             swarm,
             commands,
-            topic,
+            topics,
             has_bootstrap,
             joined: false,
             own_record: None,
@@ -121,6 +132,7 @@ impl Actor {
             rejected: 0,
             accepted_announcements: 0,
             nat,
+            workers: BoundedMap::new(WORKER_CACHE),
         }
     }
 
@@ -177,7 +189,7 @@ impl Actor {
                 self.put_own_record();
             }
             Command::Announce(announcement) => {
-                let topic = self.topic.clone();
+                let topic = self.topics.announce.clone();
                 if let Err(e) = self
                     .swarm
                     .behaviour_mut()
@@ -187,6 +199,22 @@ impl Actor {
                     // No subscribed peer yet is normal for a lone node; the DHT still has it.
                     tracing::debug!(hash = %announcement.hash.short(), "announcement not gossiped: {e}");
                 }
+            }
+            Command::AdvertiseWorker(advert) => {
+                let me = *self.swarm.local_peer_id();
+                let topic = self.topics.workers.clone();
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(topic, advert.encode())
+                {
+                    tracing::debug!("worker advert not gossiped: {e}");
+                }
+                self.workers.insert(me, advert);
+            }
+            Command::Workers(reply) => {
+                let _ = reply.send(self.live_workers());
             }
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
@@ -457,7 +485,12 @@ impl Actor {
                 message_id,
                 message,
             })) => {
-                let acceptance = match self.check_announcement(&message) {
+                let check = if message.topic == self.topics.workers.hash() {
+                    Self::check_worker_advert
+                } else {
+                    Self::check_announcement
+                };
+                let acceptance = match check(self, &message) {
                     Ok(()) => MessageAcceptance::Accept,
                     Err(reason) => {
                         self.rejected += 1;
@@ -555,6 +588,41 @@ impl Actor {
             .insert(author, announcement.provider.clone());
         self.remember_providers(announcement.hash, &[author]);
         Ok(())
+    }
+
+    /// A worker's advert: verified, signed by the peer that authored the message, and newer
+    /// than the one kept (a replayed old advert cannot roll a worker's claims back).
+    fn check_worker_advert(&mut self, message: &gossipsub::Message) -> Result<(), String> {
+        let author = message.source.ok_or("worker advert has no author")?;
+        let advert = SignedWorkerAdvert::decode_verified(&message.data, unix_now())
+            .map_err(|e| e.to_string())?;
+        if node_key_of(&author) != Some(advert.advert.node_key) {
+            return Err("worker advert signed by one peer names another".into());
+        }
+        if let Some(kept) = self.workers.get(&author)
+            && kept.advert.issued_at >= advert.advert.issued_at
+        {
+            return Err("worker advert is not newer than the one kept".into());
+        }
+        self.workers.insert(author, advert);
+        Ok(())
+    }
+
+    /// Adverts still valid now, newest first; expired ones are dropped.
+    fn live_workers(&mut self) -> Vec<SignedWorkerAdvert> {
+        let now = unix_now();
+        let expired: Vec<PeerId> = self
+            .workers
+            .iter()
+            .filter(|(_, a)| a.advert.expires_at() < now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in expired {
+            self.workers.remove(&peer);
+        }
+        let mut live: Vec<SignedWorkerAdvert> = self.workers.values().cloned().collect();
+        live.sort_by_key(|a| std::cmp::Reverse(a.advert.issued_at));
+        live
     }
 
     fn on_kad(&mut self, event: kad::Event) {

@@ -7,7 +7,9 @@ use libp2p::{
     Multiaddr, PeerId, Swarm, SwarmBuilder, multiaddr::Protocol, noise, swarm::SwarmEvent, tcp,
     yamux,
 };
-use streamgate_protocol::{Announcement, ContentHash, SignedNodeRecord};
+use streamgate_protocol::{
+    Announcement, ContentHash, SignedNodeRecord, worker::SignedWorkerAdvert,
+};
 use tokio::sync::{mpsc, oneshot};
 
 pub use crate::behaviour::Role;
@@ -76,6 +78,8 @@ pub(crate) enum Command {
     },
     PublishNodeRecord(SignedNodeRecord),
     Announce(Announcement),
+    AdvertiseWorker(SignedWorkerAdvert),
+    Workers(oneshot::Sender<Vec<SignedWorkerAdvert>>),
     Status(oneshot::Sender<SwarmStatus>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -135,12 +139,18 @@ pub async fn start(
         // Not kad's own automatic mode: it would also serve the DHT on a relayed address.
         DhtMode::Auto => Some(libp2p::kad::Mode::Client),
     });
-    let topic = libp2p::gossipsub::IdentTopic::new(streamgate_protocol::announce::ANNOUNCE_TOPIC);
-    swarm
-        .behaviour_mut()
-        .gossipsub
-        .subscribe(&topic)
-        .map_err(|e| SwarmError::Start(format!("gossip subscribe: {e}")))?;
+    let topics = actor::Topics {
+        announce: libp2p::gossipsub::IdentTopic::new(streamgate_protocol::announce::ANNOUNCE_TOPIC),
+        workers: libp2p::gossipsub::IdentTopic::new(streamgate_protocol::worker::WORKER_TOPIC),
+    };
+    // Every daemon subscribes to both, so that the mesh forwards (and validates) both.
+    for topic in [&topics.announce, &topics.workers] {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(topic)
+            .map_err(|e| SwarmError::Start(format!("gossip subscribe: {e}")))?;
+    }
 
     let listen_addrs = bind_listeners(&mut swarm, &options.listen).await?;
     if options.assume_listen_addrs_reachable {
@@ -176,7 +186,7 @@ pub async fn start(
         role == Role::Node && options.dht_mode != DhtMode::Server,
         &options.bootstrap,
     );
-    let actor = actor::Actor::new(swarm, rx, topic, !options.bootstrap.is_empty(), nat);
+    let actor = actor::Actor::new(swarm, rx, topics, !options.bootstrap.is_empty(), nat);
     let task = tokio::spawn(actor.run());
     Ok(StartedSwarm {
         handle: SwarmHandle {
@@ -308,6 +318,17 @@ impl SwarmHandle {
     /// Gossips an announcement of new content.
     pub async fn announce(&self, announcement: Announcement) -> Result<(), SwarmError> {
         self.send(Command::Announce(announcement)).await
+    }
+
+    /// Gossips this node's advert as a volunteered worker.
+    pub async fn advertise_worker(&self, advert: SignedWorkerAdvert) -> Result<(), SwarmError> {
+        self.send(Command::AdvertiseWorker(advert)).await
+    }
+
+    /// The newest unexpired verified advert of each worker this node has heard of (its own
+    /// included), newest first.
+    pub async fn workers(&self) -> Result<Vec<SignedWorkerAdvert>, SwarmError> {
+        self.ask(Command::Workers).await
     }
 
     pub async fn status(&self) -> Result<SwarmStatus, SwarmError> {

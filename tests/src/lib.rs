@@ -20,7 +20,7 @@ pub use streamgate_api::{
     cli::Published,
     config::{ChainConfig, NodeConfig},
     ready::{BootstrapReady, NodeReady, ReadyInfo},
-    v1::{NodeStatus, PathKind, PeerPath, ProviderStanding, ReachMode},
+    v1::{NodeStatus, PathKind, PeerPath, ProviderStanding, ReachMode, WorkerInfo},
 };
 
 /// Configuration for test nodes: loopback only, DHT server mode (loopback addresses are

@@ -1,10 +1,11 @@
-//! `GET /health` (liveness) and `GET /api/v1/status` (identity, peers, storage, fetches,
-//! provider standings, the HTTP server's limits and counters).
+//! `GET /health` (liveness), `GET /api/v1/status` (identity, peers, storage, fetches,
+//! provider standings, the HTTP server's limits and counters) and `GET /api/v1/workers`
+//! (the volunteered workers this node has heard of).
 
 use std::sync::Arc;
 
 use axum::{Extension, Json, Router, extract::State, http::StatusCode, routing::get};
-use streamgate_api::v1::{Health, NodeStatus};
+use streamgate_api::v1::{Health, NodeStatus, WorkerInfo};
 
 use super::{ApiError, server::ServerStats};
 use crate::node::Node;
@@ -13,6 +14,20 @@ pub fn routes(server: Arc<ServerStats>) -> Router<Arc<Node>> {
     Router::new()
         .route("/health", get(health))
         .route("/api/v1/status", get(status).layer(Extension(server)))
+        .route("/api/v1/workers", get(workers))
+}
+
+async fn workers(State(node): State<Arc<Node>>) -> Result<Json<Vec<WorkerInfo>>, ApiError> {
+    let adverts = node.swarm.workers().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )
+    })?;
+    Ok(Json(
+        adverts.iter().map(crate::services::worker::info).collect(),
+    ))
 }
 
 async fn health() -> Json<Health> {

@@ -7,6 +7,7 @@
 //!      ├──▶ uploads└──▶ presence (this node's signed record, for announcements)
 //!      └──▶ access (sign-in, ownership, content keys)          hot (served segments)
 //!   relays ──▶ data plane, presence (a relay learned from the bootstrap nodes)
+//!   worker ──▶ swarm (this node's advert, when it volunteers)
 //! ```
 
 pub mod access;
@@ -20,3 +21,4 @@ pub mod publish;
 pub mod relays;
 pub mod reputation;
 pub mod uploads;
+pub mod worker;

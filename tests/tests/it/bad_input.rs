@@ -13,9 +13,14 @@ use libp2p::{
     swarm::{NetworkBehaviour, SwarmEvent},
     tcp, yamux,
 };
-use streamgate_protocol::{Announcement, ContentHash, NodeRecord, announce::ANNOUNCE_TOPIC};
+use streamgate_protocol::{
+    Announcement, ContentHash, NodeRecord,
+    announce::ANNOUNCE_TOPIC,
+    worker::{WORKER_TOPIC, WorkMode, WorkerAdvert},
+};
 use streamgate_tests::{
-    add_file, get_file, init_node_dir, operator_token, start_node, status, test_bytes, test_config,
+    WorkerInfo, add_file, cli, get_file, init_node_dir, operator_token, start_node, status,
+    test_bytes, test_config,
 };
 
 /// Sends raw bytes to `addr` and returns whatever comes back before the server closes or
@@ -337,6 +342,41 @@ fn malformed_and_hostile_peer_messages_are_refused_and_bounded() {
             }
         }
         pump(&mut rogue, 1000).await;
+        // Worker adverts: one naming another key than its author's, one expired, garbage,
+        // then the rogue's own valid advert and a replay of an older one of its own.
+        let workers_topic = gossipsub::IdentTopic::new(WORKER_TOPIC);
+        let advert_of = |k: &ed25519_dalek::SigningKey, issued_at: u64, price: u128| {
+            WorkerAdvert {
+                node_key: k.verifying_key().to_bytes(),
+                issued_at,
+                ttl_secs: 300,
+                mode: WorkMode::Cpu,
+                decoders: vec!["h264".into()],
+                encoders: vec!["libx264".into()],
+                gpus: vec![],
+                speed_millifps: None,
+                price_per_gigapixel: price,
+                max_jobs: 2,
+                active_jobs: 0,
+                payment_address: None,
+            }
+            .sign(k)
+            .encode()
+        };
+        for advert in [
+            advert_of(&other_key, now(), 1),
+            advert_of(&key, now() - 1000, 2),
+            vec![1, 2, 3],
+            advert_of(&key, now(), 3),
+            advert_of(&key, now() - 60, 4),
+        ] {
+            let _ = rogue
+                .behaviour_mut()
+                .gossipsub
+                .publish(workers_topic.clone(), advert);
+            pump(&mut rogue, 100).await;
+        }
+
         // Oversized: dropped by the victim's transport limit before any parsing.
         let _ = rogue
             .behaviour_mut()
@@ -378,11 +418,23 @@ fn malformed_and_hostile_peer_messages_are_refused_and_bounded() {
     assert!(victim.is_running(), "victim died:\n{}", victim.log());
     let s = status(&victim.info.api_url).expect("status");
     let rejected = s.swarm.rejected_messages as u64;
-    // 5 bad gossip messages and 3 bad DHT records.
+    // 5 bad gossip messages, 4 bad worker adverts and 3 bad DHT records.
     assert!(
-        rejected >= 8,
-        "expected at least 8 rejections, saw {rejected}: {s:#?}"
+        rejected >= 12,
+        "expected at least 12 rejections, saw {rejected}: {s:#?}"
     );
+    // Of the adverts, only the rogue's own newest counts.
+    let listed = cli(&victim.info.api_url, &["--json", "workers"]);
+    assert!(listed.status.success(), "{listed:?}");
+    let workers: Vec<WorkerInfo> = serde_json::from_slice(&listed.stdout).expect("workers JSON");
+    let rogue_key = hex::encode(
+        ed25519_dalek::SigningKey::from_bytes(&[42; 32])
+            .verifying_key()
+            .to_bytes(),
+    );
+    assert_eq!(workers.len(), 1, "{workers:?}");
+    assert_eq!(workers[0].node_id, rogue_key);
+    assert_eq!(workers[0].price_per_gigapixel, "3", "{workers:?}");
     let accepted = s.swarm.accepted_announcements as u64;
     assert!(
         accepted > 4096,

@@ -13,3 +13,4 @@ mod publish;
 mod restart;
 mod swarm;
 mod testnet;
+mod workers;
