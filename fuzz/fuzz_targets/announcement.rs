@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let fields = &body[..body.len() - rest.len()];
-    let key_as_written = claim_for_signing(&mut unsigned.provider);
+    let key_as_written = claim_for_signing(&mut unsigned.provider.node_key);
     let within_limits = record_within_limits(&unsigned.provider);
     let announcement = Announcement {
         hash: unsigned.hash,

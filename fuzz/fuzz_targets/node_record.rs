@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let fields = &body[..body.len() - rest.len()];
-    let key_as_written = claim_for_signing(&mut record);
+    let key_as_written = claim_for_signing(&mut record.node_key);
     let within_limits = record_within_limits(&record);
     let signed = record.sign(signing_key());
     let at = signed.record.issued_at;

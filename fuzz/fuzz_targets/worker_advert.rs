@@ -8,7 +8,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use streamgate_fuzz::{
-    advert_within_limits, assert_no_second_encoding, signing_key, split_now, wire_body,
+    advert_within_limits, assert_no_second_encoding, claim_for_signing, signing_key, split_now,
+    wire_body,
 };
 use streamgate_protocol::worker::{SignedWorkerAdvert, WorkerAdvert};
 
@@ -34,9 +35,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let fields = &body[..body.len() - rest.len()];
-    let ours = signing_key().verifying_key().to_bytes();
-    let key_as_written = advert.node_key == ours;
-    advert.node_key = ours;
+    let key_as_written = claim_for_signing(&mut advert.node_key);
     let within_limits = advert_within_limits(&advert);
     let signed = advert.sign(signing_key());
     let at = signed.advert.issued_at;

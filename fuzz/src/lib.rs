@@ -49,13 +49,13 @@ pub fn with_fields_as_written(encoded: &[u8], fields: &[u8]) -> Vec<u8> {
     [&encoded[..1], fields, signature].concat()
 }
 
-/// Makes `record` one this target signs: puts in [`signing_key`]'s public key and says
-/// whether the input had already written that key (only then are the input's bytes the
-/// fields of what gets signed).
-pub fn claim_for_signing(record: &mut NodeRecord) -> bool {
+/// Makes the message holding `node_key` one this target signs: puts in [`signing_key`]'s
+/// public key and says whether the input had already written that key (only then are the
+/// input's bytes the fields of what gets signed).
+pub fn claim_for_signing(node_key: &mut [u8; 32]) -> bool {
     let ours = signing_key().verifying_key().to_bytes();
-    let as_written = record.node_key == ours;
-    record.node_key = ours;
+    let as_written = *node_key == ours;
+    *node_key = ours;
     as_written
 }
 
