@@ -200,3 +200,72 @@ impl Packager {
         Ok(())
     }
 }
+
+/// Moves a media segment along the track's timeline by `ticks`: every `tfdt` (decode time
+/// of a fragment) and `sidx` (earliest presentation time) is shifted. A chunk job packages
+/// its frames from time zero, so its init segment is byte-for-byte the one every other
+/// chunk of the rung has, and then places its segments where they belong on the video's
+/// timeline.
+pub(crate) fn shift_timeline(segment: &mut [u8], ticks: u64) -> Result<(), MediaError> {
+    shift_in(segment, ticks, 0)
+}
+
+fn shift_in(data: &mut [u8], ticks: u64, depth: usize) -> Result<(), MediaError> {
+    let bad = |what: &str| MediaError::Package(format!("malformed media segment: {what}"));
+    let mut at = 0usize;
+    while at + 8 <= data.len() {
+        let size32 = u32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+        let kind = [data[at + 4], data[at + 5], data[at + 6], data[at + 7]];
+        let (header, size) = match size32 {
+            0 => (8, data.len() - at),
+            1 => {
+                let large = data
+                    .get(at + 8..at + 16)
+                    .ok_or_else(|| bad("cut-off box size"))?;
+                let mut b = [0u8; 8];
+                b.copy_from_slice(large);
+                (
+                    16,
+                    usize::try_from(u64::from_be_bytes(b)).map_err(|_| bad("box size"))?,
+                )
+            }
+            n => (8, n as usize),
+        };
+        if size < header || at + size > data.len() {
+            return Err(bad("a box runs past the end"));
+        }
+        let body = &mut data[at + header..at + size];
+        match &kind {
+            b"moof" | b"traf" if depth < 2 => shift_in(body, ticks, depth + 1)?,
+            b"tfdt" | b"sidx" => {
+                let version = *body.first().ok_or_else(|| bad("empty time box"))?;
+                // tfdt: version+flags, time. sidx: version+flags, reference id, timescale, time.
+                let offset = if kind == *b"tfdt" { 4 } else { 12 };
+                if version == 1 {
+                    let field = body
+                        .get_mut(offset..offset + 8)
+                        .ok_or_else(|| bad("cut-off time"))?;
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(field);
+                    let shifted = u64::from_be_bytes(b)
+                        .checked_add(ticks)
+                        .ok_or_else(|| bad("time overflows"))?;
+                    field.copy_from_slice(&shifted.to_be_bytes());
+                } else {
+                    let field = body
+                        .get_mut(offset..offset + 4)
+                        .ok_or_else(|| bad("cut-off time"))?;
+                    let shifted =
+                        u64::from(u32::from_be_bytes([field[0], field[1], field[2], field[3]]))
+                            + ticks;
+                    let shifted =
+                        u32::try_from(shifted).map_err(|_| bad("32-bit time overflows"))?;
+                    field.copy_from_slice(&shifted.to_be_bytes());
+                }
+            }
+            _ => {}
+        }
+        at += size;
+    }
+    Ok(())
+}

@@ -14,14 +14,17 @@
 //! command line's time on two cores; `make bench-transcode` prints the current figure).
 
 pub mod assemble;
+pub mod chunk;
 mod cmaf;
 pub mod hw;
 pub mod ladder;
 pub mod playlist;
 pub mod probe;
 pub mod transcode;
+pub mod verify;
 
 pub use assemble::ManifestBuilder;
+pub use ffmpeg_next::Rational;
 pub use probe::{AudioInfo, MediaInfo, VideoInfo, probe};
 pub use transcode::{
     Output, Status, TrackDone, TrackPlan, TranscodeConfig, Transcoder, transcode_file,

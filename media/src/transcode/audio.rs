@@ -71,7 +71,7 @@ fn audio_lane(
         sink: sink.into(),
         next_cut: cut_every,
         cut_every,
-        stats: SegmentStats::new(track),
+        stats: SegmentStats::new(track, 0),
         codec: codec_string.into(),
     })
 }

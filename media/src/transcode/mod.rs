@@ -63,6 +63,30 @@ pub struct TranscodeConfig {
     pub video_decoder: Option<String>,
     /// Frame rates above this are reduced to it.
     pub max_fps: u32,
+    /// A worker's share of a video (see [`crate::chunk`]); `None` for a whole file.
+    pub chunk: Option<ChunkJob>,
+    /// Audio only: the publisher's share when workers make the video rungs.
+    pub audio_only: bool,
+    /// FFmpeg filters applied to decoded frames before rotation and the frame rate
+    /// (`yadif` for interlaced sources; the tests' dishonest workers use it too).
+    pub extra_filter: Option<String>,
+}
+
+/// What one chunk job encodes: exactly these rungs, these frames of the output grid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkJob {
+    pub rungs: Vec<ladder::PlannedRung>,
+    /// Output frames per second, as the publisher chose it for the whole video.
+    pub fps: (u32, u32),
+    /// Degrees clockwise, from the source (a remuxed chunk loses the display matrix).
+    pub rotation: i32,
+    /// The video's first output frame, in 1/fps units of absolute time.
+    pub origin: i64,
+    /// The job's frames, counted from the video's first.
+    pub first_frame: u64,
+    pub frames: u64,
+    /// Frames per segment (and GOP).
+    pub gop: u64,
 }
 
 impl Default for TranscodeConfig {
@@ -76,6 +100,9 @@ impl Default for TranscodeConfig {
             video_encoder: "libx264".into(),
             video_decoder: None,
             max_fps: 60,
+            chunk: None,
+            audio_only: false,
+            extra_filter: None,
         }
     }
 }
@@ -169,17 +196,133 @@ impl std::fmt::Debug for Transcoder {
 
 struct VideoFront {
     stream_index: usize,
+    source: FrameSource,
+    /// Chunk jobs: the output frames (pts in 1/fps) to keep.
+    window: Option<std::ops::Range<i64>>,
+    senders: Vec<SyncSender<Option<Arc<frame::Video>>>>,
+}
+
+/// Decoding and the shared filters (rotation, frame rate, pixel format): packets in, output
+/// frames out, with pts in 1/fps. Transcoding and verification see the same frames.
+pub(crate) struct FrameSource {
     decoder: decoder::Video,
     stream_time_base: Rational,
     rotation: i32,
     fps: Rational,
+    extra_filter: Option<String>,
     graph: Option<filter::Graph>,
-    senders: Vec<SyncSender<Option<Arc<frame::Video>>>>,
     first_pts: Option<i64>,
     last_pts: i64,
     last_duration: i64,
     corrupt_packets: u64,
     packets: u64,
+}
+
+impl FrameSource {
+    /// A decoder for `stream` (FFmpeg's default, or `decoder_name`), rotating by
+    /// `rotation` degrees clockwise and resampling to `fps`.
+    pub(crate) fn open(
+        stream: &format::stream::Stream,
+        decoder_name: Option<&str>,
+        rotation: i32,
+        fps: Rational,
+        extra_filter: Option<String>,
+    ) -> Result<Self, MediaError> {
+        let mut context =
+            codec::Context::from_parameters(stream.parameters()).map_err(decode_err)?;
+        context.set_threading(ffmpeg::threading::Config {
+            kind: ffmpeg::threading::Type::Frame,
+            count: 0,
+            ..Default::default()
+        });
+        let mut dec = context.decoder();
+        dec.set_packet_time_base(stream.time_base());
+        let decoder = match decoder_name {
+            Some(name) => {
+                let codec = decoder::find_by_name(name)
+                    .ok_or_else(|| decode_err(format!("decoder {name} is not available")))?;
+                dec.open_as(codec)
+                    .and_then(|d| d.video())
+                    .map_err(decode_err)?
+            }
+            None => dec.video().map_err(decode_err)?,
+        };
+        Ok(Self {
+            decoder,
+            stream_time_base: stream.time_base(),
+            rotation,
+            fps,
+            extra_filter,
+            graph: None,
+            first_pts: None,
+            last_pts: 0,
+            last_duration: 0,
+            corrupt_packets: 0,
+            packets: 0,
+        })
+    }
+
+    /// Decodes `packet` (`None`: the end of input) and appends the frames it completes.
+    pub(crate) fn push(
+        &mut self,
+        packet: Option<&Packet>,
+        frames: &mut Vec<frame::Video>,
+    ) -> Result<(), MediaError> {
+        match packet {
+            Some(p) => {
+                self.packets += 1;
+                if let Err(e) = self.decoder.send_packet(p) {
+                    // A damaged packet is skipped, as players do; too many fail the job.
+                    self.corrupt_packets += 1;
+                    if self.corrupt_packets > 50 && self.corrupt_packets * 10 > self.packets {
+                        return Err(decode_err(format!("too many damaged video packets ({e})")));
+                    }
+                    return Ok(());
+                }
+            }
+            None => self.decoder.send_eof().map_err(decode_err)?,
+        }
+        let mut decoded = frame::Video::empty();
+        while self.decoder.receive_frame(&mut decoded).is_ok() {
+            let pts = decoded
+                .timestamp()
+                .unwrap_or(self.last_pts + self.last_duration.max(1));
+            self.first_pts.get_or_insert(pts);
+            self.last_duration = decoded.packet().duration.max(0);
+            self.last_pts = pts;
+            decoded.set_pts(Some(pts));
+            if self.graph.is_none() {
+                self.graph = Some(video_graph(
+                    &decoded,
+                    self.stream_time_base,
+                    self.rotation,
+                    self.fps,
+                    self.extra_filter.as_deref(),
+                )?);
+            }
+            if let Some(graph) = self.graph.as_mut() {
+                add_to_graph(graph, &decoded)?;
+                pull_video(graph, frames)?;
+            }
+            decoded = frame::Video::empty();
+        }
+        if packet.is_none()
+            && let Some(graph) = self.graph.as_mut()
+        {
+            // Closing at the end of the last frame (not at its start) keeps its duration, so
+            // the fps filter emits the same frame count as the source.
+            close_graph(graph, self.last_pts + self.last_duration.max(1))?;
+            pull_video(graph, frames)?;
+        }
+        Ok(())
+    }
+
+    /// Seconds of source decoded so far.
+    fn decoded_secs(&self) -> Option<f64> {
+        let first = self.first_pts?;
+        let ticks = self.last_pts + self.last_duration - first;
+        Some(ticks as f64 * f64::from(self.stream_time_base))
+    }
 }
 
 struct AudioFront {
@@ -214,35 +357,36 @@ impl Transcoder {
         let mut workers = Vec::new();
 
         let video = match &info.video {
+            Some(_) if config.audio_only => None,
             None => None,
             Some(v) => {
                 let stream = input
                     .stream(v.stream_index)
                     .ok_or_else(|| decode_err("video stream vanished"))?;
-                let fps = target_fps(v.frame_rate, config.max_fps);
-                let gop = ((f64::from(config.segment_secs) * f64::from(fps)).round() as u32).max(1);
-                let (display_w, display_h) = v.display_size();
-                let rungs = ladder::plan(display_w, display_h, &config.ladder);
-                let mut context =
-                    codec::Context::from_parameters(stream.parameters()).map_err(decode_err)?;
-                context.set_threading(ffmpeg::threading::Config {
-                    kind: ffmpeg::threading::Type::Frame,
-                    count: 0,
-                    ..Default::default()
-                });
-                let mut dec = context.decoder();
-                dec.set_packet_time_base(stream.time_base());
-                let decoder = match &config.video_decoder {
-                    Some(name) => {
-                        let codec = decoder::find_by_name(name).ok_or_else(|| {
-                            decode_err(format!("decoder {name} is not available"))
-                        })?;
-                        dec.open_as(codec)
-                            .and_then(|d| d.video())
-                            .map_err(decode_err)?
-                    }
-                    None => dec.video().map_err(decode_err)?,
+                let fps = output_fps(v, config);
+                let gop = match &config.chunk {
+                    Some(chunk) => chunk.gop.clamp(1, u64::from(u32::MAX)) as u32,
+                    None => gop_frames(fps, config.segment_secs),
                 };
+                let rotation = config.chunk.as_ref().map_or(v.rotation, |c| c.rotation);
+                let rungs = match &config.chunk {
+                    Some(chunk) => chunk.rungs.clone(),
+                    None => {
+                        let (display_w, display_h) = v.display_size();
+                        ladder::plan(display_w, display_h, &config.ladder)
+                    }
+                };
+                let window = config.chunk.as_ref().map(|c| {
+                    let start = c.origin.saturating_add(c.first_frame as i64);
+                    start..start.saturating_add(c.frames as i64)
+                });
+                let source = FrameSource::open(
+                    &stream,
+                    config.video_decoder.as_deref(),
+                    rotation,
+                    fps,
+                    config.extra_filter.clone(),
+                )?;
                 let mut senders = Vec::new();
                 for rung in rungs {
                     let track = tracks.len();
@@ -266,6 +410,7 @@ impl Transcoder {
                         gop,
                         encoder: config.video_encoder.clone(),
                         preset: config.x264_preset.clone(),
+                        first_frame: config.chunk.as_ref().map_or(0, |c| c.first_frame),
                     };
                     let out = out_tx.clone();
                     let progress = progress.clone();
@@ -281,22 +426,15 @@ impl Transcoder {
                 }
                 Some(VideoFront {
                     stream_index: v.stream_index,
-                    decoder,
-                    stream_time_base: stream.time_base(),
-                    rotation: v.rotation,
-                    fps,
-                    graph: None,
+                    source,
+                    window,
                     senders,
-                    first_pts: None,
-                    last_pts: 0,
-                    last_duration: 0,
-                    corrupt_packets: 0,
-                    packets: 0,
                 })
             }
         };
 
         let audio = match &info.audio {
+            Some(_) if config.chunk.is_some() => None,
             None => None,
             Some(a) => {
                 let stream = input
@@ -493,51 +631,10 @@ impl Transcoder {
         let Some(front) = self.video.as_mut() else {
             return Ok(());
         };
-        match packet {
-            Some(p) => {
-                front.packets += 1;
-                if let Err(e) = front.decoder.send_packet(p) {
-                    // A damaged packet is skipped, as players do; too many fail the job.
-                    front.corrupt_packets += 1;
-                    if front.corrupt_packets > 50 && front.corrupt_packets * 10 > front.packets {
-                        return Err(decode_err(format!("too many damaged video packets ({e})")));
-                    }
-                    return Ok(());
-                }
-            }
-            None => front.decoder.send_eof().map_err(decode_err)?,
-        }
-        let mut decoded = frame::Video::empty();
         let mut frames = Vec::new();
-        while front.decoder.receive_frame(&mut decoded).is_ok() {
-            let pts = decoded
-                .timestamp()
-                .unwrap_or(front.last_pts + front.last_duration.max(1));
-            front.first_pts.get_or_insert(pts);
-            front.last_duration = decoded.packet().duration.max(0);
-            front.last_pts = pts;
-            decoded.set_pts(Some(pts));
-            if front.graph.is_none() {
-                front.graph = Some(video_graph(
-                    &decoded,
-                    front.stream_time_base,
-                    front.rotation,
-                    front.fps,
-                )?);
-            }
-            if let Some(graph) = front.graph.as_mut() {
-                add_to_graph(graph, &decoded)?;
-                pull_video(graph, &mut frames)?;
-            }
-            decoded = frame::Video::empty();
-        }
-        if packet.is_none()
-            && let Some(graph) = front.graph.as_mut()
-        {
-            // Closing at the end of the last frame (not at its start) keeps its duration, so
-            // the fps filter emits the same frame count as the source.
-            close_graph(graph, front.last_pts + front.last_duration.max(1))?;
-            pull_video(graph, &mut frames)?;
+        front.source.push(packet, &mut frames)?;
+        if let Some(window) = &front.window {
+            frames.retain(|f| f.pts().is_some_and(|pts| window.contains(&pts)));
         }
         let senders = front.senders.clone();
         for f in frames {
@@ -596,11 +693,12 @@ impl Transcoder {
     /// A file cut off mid-stream ends early without an error from FFmpeg: compare what was
     /// decoded with what the container declared.
     fn check_complete(&self) -> Result<(), MediaError> {
+        if self.video.as_ref().is_some_and(|v| v.window.is_some()) {
+            // A chunk's frame count is checked against its job instead.
+            return Ok(());
+        }
         let decoded = match (&self.video, &self.audio) {
-            (Some(v), _) if v.first_pts.is_some() => {
-                let ticks = v.last_pts + v.last_duration - v.first_pts.unwrap_or(0);
-                ticks as f64 * f64::from(v.stream_time_base)
-            }
+            (Some(v), _) if v.source.first_pts.is_some() => v.source.decoded_secs().unwrap_or(0.0),
             (_, Some(a)) if a.first_pts.is_some() => {
                 (a.last_end - a.first_pts.unwrap_or(0)) as f64 * f64::from(a.stream_time_base)
             }
@@ -628,6 +726,19 @@ fn run_worker(
         let _ = out.send(WorkerMsg::Failed(e));
     }
     let _ = out.send(WorkerMsg::Exited);
+}
+
+/// The output frame rate for a source: its own, capped, or the one a chunk job was given.
+pub fn output_fps(video: &crate::VideoInfo, config: &TranscodeConfig) -> Rational {
+    match &config.chunk {
+        Some(c) if c.fps.0 > 0 && c.fps.1 > 0 => Rational(c.fps.0 as i32, c.fps.1 as i32),
+        _ => target_fps(video.frame_rate, config.max_fps),
+    }
+}
+
+/// Frames per segment (and GOP) at `fps`.
+pub fn gop_frames(fps: Rational, segment_secs: u32) -> u32 {
+    ((f64::from(segment_secs) * f64::from(fps)).round() as u32).max(1)
 }
 
 fn target_fps(rate: (i32, i32), max_fps: u32) -> Rational {
@@ -662,6 +773,7 @@ fn video_graph(
     time_base: Rational,
     rotation: i32,
     fps: Rational,
+    extra_filter: Option<&str>,
 ) -> Result<filter::Graph, MediaError> {
     let mut graph = filter::Graph::new();
     let pix: ffmpeg::ffi::AVPixelFormat = first.format().into();
@@ -689,8 +801,9 @@ fn video_graph(
         270 => "transpose=cclock,",
         _ => "",
     };
+    let extra = extra_filter.map(|f| format!("{f},")).unwrap_or_default();
     let spec = format!(
-        "{rotate}fps=fps={}/{}:round=near,format=yuv420p",
+        "{extra}{rotate}fps=fps={}/{}:round=near,format=yuv420p",
         fps.numerator(),
         fps.denominator()
     );

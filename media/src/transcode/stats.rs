@@ -13,13 +13,16 @@ pub(super) struct SegmentStats {
     pub(super) total_ticks: u64,
     peak_bps: f64,
     pub(super) frames: u64,
+    /// Added to every segment's decode time (chunk jobs; see `cmaf::shift_timeline`).
+    pub(super) shift_ticks: u64,
 }
 
 impl SegmentStats {
-    pub(super) fn new(track: usize) -> Self {
+    pub(super) fn new(track: usize, first_index: usize) -> Self {
         Self {
             track,
-            next_index: 0,
+            next_index: first_index,
+            shift_ticks: 0,
             total_bytes: 0,
             total_ticks: 0,
             peak_bps: 0.0,
@@ -38,7 +41,13 @@ impl SegmentStats {
                     track: self.track,
                     bytes,
                 },
-                Packaged::Segment { bytes, duration } => {
+                Packaged::Segment {
+                    mut bytes,
+                    duration,
+                } => {
+                    if self.shift_ticks > 0 {
+                        crate::cmaf::shift_timeline(&mut bytes, self.shift_ticks)?;
+                    }
                     self.total_bytes += bytes.len() as u64;
                     self.total_ticks += duration;
                     let index = self.next_index;

@@ -20,6 +20,8 @@ pub(super) struct VideoJob {
     pub(super) gop: u32,
     pub(super) encoder: String,
     pub(super) preset: String,
+    /// Chunk jobs: where the first frame sits on the video's timeline (0 for a whole file).
+    pub(super) first_frame: u64,
 }
 
 pub(super) fn video_worker(
@@ -68,7 +70,13 @@ pub(super) fn video_worker(
     let mut packager = Packager::new(&enc, codec, job.time_base)?;
     let mut scaler: Option<scaling::Context> = None;
     let mut index: i64 = 0;
-    let mut stats = SegmentStats::new(job.track);
+    let gop_u64 = u64::from(job.gop);
+    let mut stats = SegmentStats::new(job.track, (job.first_frame / gop_u64) as usize);
+    // Ticks of the packager's timescale per frame: exact, as the timescale is a multiple
+    // of the encoder's time base denominator.
+    let ticks_per_frame = u64::from(packager.timescale()) * job.time_base.numerator() as u64
+        / (job.time_base.denominator().max(1) as u64);
+    stats.shift_ticks = job.first_frame * ticks_per_frame;
     let mut packet = Packet::empty();
     let mut emitted = Vec::new();
     let gop = i64::from(job.gop);

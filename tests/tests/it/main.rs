@@ -3,6 +3,7 @@
 
 mod access;
 mod bad_input;
+mod chunks;
 mod data_plane;
 mod faults;
 mod load;
