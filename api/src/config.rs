@@ -103,6 +103,16 @@ preset = "veryfast"
 hardware = "auto"
 # Ended publishing jobs (done, failed, cancelled) remembered for `streamgate status`.
 keep_ended_jobs = 100
+# Hand the video of public uploads to volunteered workers, in chunks, when any are known
+# (gated videos are always transcoded here: workers would see them in the clear). Their
+# output is verified before it counts; what no worker does well is done here.
+use_workers = true
+# Most wei per 10^9 output pixels this node offers a worker.
+max_worker_price_per_gigapixel = 1000000000000000
+# Segments (of 2 s) in one worker's chunk.
+chunk_segments = 5
+# A worker that has not answered a job after this many seconds loses it.
+worker_job_timeout_secs = 600
 
 [access]
 # The origin viewers and wallets reach this node's API at (scheme://host:port). Sign-in
@@ -210,6 +220,10 @@ pub struct TranscodeSettings {
     pub preset: String,
     pub hardware: HardwareUse,
     pub keep_ended_jobs: usize,
+    pub use_workers: bool,
+    pub max_worker_price_per_gigapixel: u64,
+    pub chunk_segments: u32,
+    pub worker_job_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,6 +240,10 @@ impl Default for TranscodeSettings {
             preset: "veryfast".into(),
             hardware: HardwareUse::Auto,
             keep_ended_jobs: 100,
+            use_workers: true,
+            max_worker_price_per_gigapixel: 1_000_000_000_000_000,
+            chunk_segments: 5,
+            worker_job_timeout_secs: 600,
         }
     }
 }
@@ -304,6 +322,10 @@ pub struct TestingConfig {
     /// Wait this long between the chain's answer granting access and caching it, so that a
     /// test can land a transfer exactly in between.
     pub ownership_check_delay_ms: Option<u64>,
+    /// A dishonest worker, for the tests that must catch one: `other_video`, `drop_frame`,
+    /// `low_resolution`, `silent` (never answers) or `wrong_receipt` (names bytes it never
+    /// stored).
+    pub worker_cheat: Option<String>,
 }
 
 impl Default for SwarmConfig {

@@ -163,6 +163,9 @@ pub struct WorkerInfo {
     pub payment_address: Option<String>,
     pub issued_at: u64,
     pub expires_at: u64,
+    /// How its jobs for this node went (verified or not); `None`: it had none yet.
+    #[serde(default)]
+    pub standing: Option<ProviderStanding>,
 }
 
 /// A worker's GPU.
@@ -337,6 +340,9 @@ pub struct JobView {
     pub state: JobState,
     /// Live progress while the job runs.
     pub progress: Option<JobProgress>,
+    /// For a video published through workers: its chunks and who made each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<ChunkProgress>,
 }
 
 /// How far a running job has got.
@@ -344,8 +350,24 @@ pub struct JobView {
 pub struct JobProgress {
     /// Seconds of media the source holds.
     pub duration_secs: f64,
-    /// Seconds encoded so far, per track.
+    /// Seconds encoded so far, per track (tracks encoded on this node).
     pub tracks: Vec<TrackProgress>,
+    /// The video's chunks and who transcodes each, when workers do.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<ChunkProgress>,
+}
+
+/// One chunk of a video transcoded by workers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkProgress {
+    pub index: u32,
+    /// Its first segment in every rung.
+    pub first_segment: u64,
+    pub segments: u32,
+    /// Peer id of the worker doing it, `local` for this node, none before it is given out.
+    pub worker: Option<String>,
+    /// `waiting`, `running`, `verified`, or `reassigned (why)`.
+    pub state: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -438,6 +460,7 @@ mod tests {
                 error: "bad file".into(),
             },
             progress: None,
+            chunks: Vec::new(),
         };
         let json = serde_json::to_value(&view).expect("serialise");
         assert_eq!(json["state"], "failed");

@@ -376,6 +376,17 @@ async fn workers(client: &reqwest::Client, base: &str, json: bool) -> anyhow::Re
                 .unwrap_or_else(|| "not measured".into()),
             w.payment_address.as_deref().unwrap_or("none named")
         );
+        let standing = match &w.standing {
+            None => "no jobs from this node yet".to_string(),
+            Some(s) => format!(
+                "standing {} ({} verified, {} failed{})",
+                s.score,
+                s.successes,
+                s.failures,
+                if s.banned { ", offered no jobs" } else { "" }
+            ),
+        };
+        println!("    {standing}");
         println!(
             "    encoders {}; decoders {}; GPUs {}",
             w.encoders.join(", "),

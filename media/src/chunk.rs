@@ -296,3 +296,59 @@ pub fn split(
     }
     Ok(())
 }
+
+/// One rung of a chunk job's output.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RungBytes {
+    pub init: Vec<u8>,
+    pub segments: Vec<Vec<u8>>,
+    pub frames: u64,
+}
+
+/// Runs the chunk job `config.chunk` on the chunk at `path`: every rung's init, segments
+/// and frame count, which must be the job's.
+pub fn transcode_chunk(
+    path: &Path,
+    config: &crate::TranscodeConfig,
+    cancel: &std::sync::atomic::AtomicBool,
+) -> Result<Vec<RungBytes>, MediaError> {
+    let job = config
+        .chunk
+        .as_ref()
+        .ok_or_else(|| chunk_err("not a chunk job"))?;
+    let mut rungs = vec![RungBytes::default(); job.rungs.len()];
+    let too_many = || chunk_err("output for a rung the job does not have");
+    crate::transcode_file(
+        path,
+        config,
+        std::sync::Arc::new(|_, _| {}),
+        cancel,
+        |output| {
+            match output {
+                crate::Output::Init { track, bytes } => {
+                    rungs.get_mut(track).ok_or_else(too_many)?.init = bytes;
+                }
+                crate::Output::Segment { track, bytes, .. } => {
+                    rungs
+                        .get_mut(track)
+                        .ok_or_else(too_many)?
+                        .segments
+                        .push(bytes);
+                }
+                crate::Output::Done(done) => {
+                    rungs.get_mut(done.track).ok_or_else(too_many)?.frames = done.frames;
+                }
+            }
+            Ok(())
+        },
+    )?;
+    for (rung, spec) in rungs.iter().zip(&job.rungs) {
+        if rung.frames != job.frames {
+            return Err(chunk_err(format!(
+                "rung {}: the chunk gave {} frames of the job's {}",
+                spec.id, rung.frames, job.frames
+            )));
+        }
+    }
+    Ok(rungs)
+}

@@ -97,6 +97,36 @@ pub fn validate(config: &Config, path: &str) -> Result<(), ConfigError> {
     {
         return Err(invalid("data_plane.relay_url", "is not a valid URL"));
     }
+    let transcode = &config.transcode;
+    if !(1..=streamgate_protocol::job::MAX_JOB_SEGMENTS)
+        .contains(&u64::from(transcode.chunk_segments))
+    {
+        return Err(invalid(
+            "transcode.chunk_segments",
+            "must be between 1 and 64",
+        ));
+    }
+    if !(10..=streamgate_protocol::job::MAX_JOB_SECS).contains(&transcode.worker_job_timeout_secs) {
+        return Err(invalid(
+            "transcode.worker_job_timeout_secs",
+            "must be between 10 and 3600",
+        ));
+    }
+    const CHEATS: [&str; 5] = [
+        "other_video",
+        "drop_frame",
+        "low_resolution",
+        "silent",
+        "wrong_receipt",
+    ];
+    if let Some(cheat) = &config.testing.worker_cheat
+        && !CHEATS.contains(&cheat.as_str())
+    {
+        return Err(invalid(
+            "testing.worker_cheat",
+            &format!("must be one of {CHEATS:?}"),
+        ));
+    }
     let worker = &config.worker;
     if !(1..=64).contains(&worker.max_jobs) {
         return Err(invalid("worker.max_jobs", "must be between 1 and 64"));

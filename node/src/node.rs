@@ -24,9 +24,9 @@ use crate::{
         library::Library,
         operator::OperatorToken,
         presence::{Presence, RECORD_REFRESH},
-        publish::{PublishParts, Publisher},
+        publish::{PublishParts, Publisher, WorkParts},
         relays,
-        reputation::Reputation,
+        reputation::{self, Reputation},
         uploads::Uploads,
         worker,
     },
@@ -41,6 +41,8 @@ pub struct Node {
     pub data_plane: DataPlane,
     pub presence: Arc<Presence>,
     pub reputation: Arc<Reputation>,
+    /// Standing of the workers this node gave jobs to.
+    pub worker_standing: Arc<Reputation>,
     pub blobs: Arc<Blobs>,
     pub fetcher: Fetcher,
     pub library: Arc<Library>,
@@ -51,6 +53,11 @@ pub struct Node {
     /// The credential every write or spend needs.
     pub operator: OperatorToken,
     pub capabilities: Option<Capabilities>,
+    /// Job offers from publishers, for the worker once it starts (taken by `go_live`).
+    inbound_jobs:
+        std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<streamgate_swarm::jobs::InboundJob>>>,
+    /// Where this node keeps files of work in progress (chunks).
+    work_dir: std::path::PathBuf,
     /// libp2p listen addresses, each ending in `/p2p/<peer id>`.
     pub listen_addrs: Vec<String>,
     /// Base URL of the HTTP API.
@@ -81,7 +88,7 @@ impl Node {
             config.testing.corrupt_served_byte_at,
         )
         .await?;
-        let started = streamgate_swarm::start(
+        let mut started = streamgate_swarm::start(
             identity.libp2p_keypair(),
             SwarmOptions {
                 role: Role::Node,
@@ -142,7 +149,20 @@ impl Node {
             config.api.max_upload_bytes,
             config.uploads.clone(),
         ));
+        let worker_standing = Arc::new(Reputation::load_kind(
+            db.clone(),
+            reputation::Kind::Workers,
+        )?);
+        let work = Arc::new(WorkParts {
+            swarm: swarm.clone(),
+            fetcher: fetcher.clone(),
+            presence: presence.clone(),
+            standing: worker_standing.clone(),
+            data_plane: data_plane.clone(),
+            work_dir: data_dir.join("work"),
+        });
         let publisher = Publisher::new(PublishParts {
+            work,
             db,
             uploads: uploads.clone(),
             blobs: blobs.clone(),
@@ -160,6 +180,7 @@ impl Node {
             data_plane,
             presence,
             reputation,
+            worker_standing,
             blobs,
             fetcher,
             library,
@@ -171,6 +192,8 @@ impl Node {
                 .context("cannot make or read the operator token (DATA_DIR/api.token)")?,
             capabilities,
             api_url,
+            inbound_jobs: std::sync::Mutex::new(started.inbound_jobs.take()),
+            work_dir: data_dir.join("work"),
         };
         Ok((node, started))
     }
@@ -194,12 +217,26 @@ impl Node {
                 None => tokio::task::block_in_place(streamgate_media::hw::probe_software),
             };
             tracing::info!(mode = %caps.to_json()["mode"], "volunteering as a worker");
-            tokio::spawn(worker::advertise(
+            let volunteer = worker::Worker::new(
                 self.config.worker.clone(),
                 caps,
                 self.identity.clone(),
-                self.swarm.clone(),
-            ));
+                self.fetcher.clone(),
+                self.blobs.clone(),
+                self.presence.clone(),
+                self.data_plane.clone(),
+                self.work_dir.join("jobs"),
+                self.config.transcode.hardware == HardwareUse::Auto,
+                self.config.testing.worker_cheat.clone(),
+            );
+            let inbound = self.inbound_jobs.lock().ok().and_then(|mut i| i.take());
+            if let Some(inbound) = inbound {
+                tokio::spawn(volunteer.clone().serve(inbound));
+            }
+            tokio::spawn(worker::advertise(volunteer, self.swarm.clone()));
+        } else if let Ok(mut inbound) = self.inbound_jobs.lock() {
+            // Offers are refused at once ("this node takes no jobs").
+            inbound.take();
         }
         let data_plane_config = &self.config.data_plane;
         if data_plane_config.relay_url.is_empty() && data_plane_config.bootstrap_relay {

@@ -3,7 +3,7 @@
 //! Everything two nodes must agree on lives here as plain types and pure functions:
 //! content ids ([`ContentHash`]), signed video manifests ([`SignedManifest`]), the signed record a node publishes about its data-plane
 //! addresses ([`NodeRecord`]), the gossip announcement of new content ([`Announcement`]), the advert of a
-//! volunteered transcoding worker ([`worker`]),
+//! volunteered transcoding worker ([`worker`]), the job offers and receipts between publishers and workers ([`job`]),
 //! HTTP byte ranges ([`range`]), the values of tus upload headers ([`tus`]), the size limits
 //! every decoder enforces ([`limits`]), the provider reputation book a fetcher keeps
 //! ([`reputation`]), the fetcher's plan of which bytes to ask which provider for
@@ -17,6 +17,7 @@ pub mod announce;
 pub mod bounded;
 pub mod content;
 pub mod fetch;
+pub mod job;
 pub mod limits;
 pub mod manifest;
 pub mod node_record;

@@ -23,6 +23,10 @@ pub const MAX_ANNOUNCEMENT_BYTES: usize = 4 * 1024;
 /// advert allows, each at its longest, fit in about 3 KiB.
 pub const MAX_WORKER_ADVERT_BYTES: usize = 4 * 1024;
 
+/// Largest encoded job offer or reply: a receipt of 8 rungs of 64 segments (about 45
+/// bytes each) and two node records fit in about 26 KiB.
+pub const MAX_JOB_MESSAGE_BYTES: usize = 64 * 1024;
+
 /// How far in the future a record's issue time may lie, in seconds, to allow for clock skew.
 pub const MAX_CLOCK_SKEW_SECS: u64 = 300;
 

@@ -5,7 +5,7 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use libp2p::{
     PeerId, Swarm, autonat,
     gossipsub::{self, IdentTopic, MessageAcceptance},
@@ -14,7 +14,7 @@ use libp2p::{
         self, GetProvidersOk, GetRecordOk, InboundRequest, QueryId, QueryResult, Quorum, Record,
         store::RecordStore,
     },
-    mdns,
+    mdns, request_response,
     swarm::SwarmEvent,
 };
 use streamgate_protocol::{
@@ -32,6 +32,7 @@ use crate::{
     daemon::unix_now,
     handle::{Command, Provider, ProviderAnswer, SwarmStatus},
     identity::node_key_of,
+    jobs::InboundJob,
     nat::{self, NatAction, NatState},
     records,
 };
@@ -75,7 +76,16 @@ pub(super) struct Actor {
     accepted_announcements: u64,
     nat: NatState,
     workers: BoundedMap<PeerId, SignedWorkerAdvert>,
+    inbound_jobs: mpsc::Sender<InboundJob>,
+    /// Replies to offers sent, by request.
+    job_replies:
+        HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<Vec<u8>, String>>>,
+    /// Offers received, waiting for the node's answer.
+    job_answers: FuturesUnordered<JobAnswer>,
 }
+
+/// The node's answer to a job offer, with the channel it goes back on.
+type JobAnswer = BoxFuture<'static, (Vec<u8>, request_response::ResponseChannel<Vec<u8>>)>;
 
 struct ProviderQuery {
     hash: ContentHash,
@@ -113,6 +123,7 @@ impl Actor {
         topics: Topics,
         has_bootstrap: bool,
         nat: NatState,
+        inbound_jobs: mpsc::Sender<InboundJob>,
     ) -> Self {
         Self {
             swarm,
@@ -133,6 +144,9 @@ impl Actor {
             accepted_announcements: 0,
             nat,
             workers: BoundedMap::new(WORKER_CACHE),
+            inbound_jobs,
+            job_replies: HashMap::new(),
+            job_answers: FuturesUnordered::new(),
         }
     }
 
@@ -150,7 +164,79 @@ impl Actor {
                     Some(command) => self.on_command(command),
                 },
                 event = self.swarm.select_next_some() => self.on_event(event),
+                Some((answer, channel)) = self.job_answers.next(), if !self.job_answers.is_empty() => {
+                    // The offerer may have gone; nothing to do then.
+                    let _ = self.swarm.behaviour_mut().jobs.send_response(channel, answer);
+                }
             }
+        }
+    }
+
+    fn on_job_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        use request_response::{Event, Message};
+        match event {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let (tx, rx) = oneshot::channel();
+                let job = InboundJob {
+                    peer,
+                    offer: request,
+                    reply: tx,
+                };
+                let refusal = |reason: &str| {
+                    streamgate_protocol::job::JobReply::Refused(reason.into()).encode()
+                };
+                match self.inbound_jobs.try_send(job) {
+                    Ok(()) => {
+                        let busy = refusal("the worker dropped the job without an answer");
+                        self.job_answers
+                            .push(async move { (rx.await.unwrap_or(busy), channel) }.boxed());
+                    }
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .jobs
+                            .send_response(channel, refusal("busy: too many offers waiting"));
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .jobs
+                            .send_response(channel, refusal("this node takes no jobs"));
+                    }
+                }
+            }
+            Event::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(reply) = self.job_replies.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+            Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(reply) = self.job_replies.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "job offer failed: {error}");
+            }
+            Event::ResponseSent { .. } => {}
         }
     }
 
@@ -218,6 +304,10 @@ impl Actor {
             }
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
+            }
+            Command::OfferJob { peer, offer, reply } => {
+                let id = self.swarm.behaviour_mut().jobs.send_request(&peer, offer);
+                self.job_replies.insert(id, reply);
             }
             Command::Shutdown(_) => unreachable!("handled in run"),
         }
@@ -551,6 +641,7 @@ impl Actor {
                 self.swarm.behaviour_mut().kad.remove_peer(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::AutonatClient(event)) => self.on_autonat(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Jobs(event)) => self.on_job_event(event),
             SwarmEvent::ExternalAddrConfirmed { address } => {
                 tracing::info!(%address, "external address confirmed");
                 self.on_external_addrs_changed(Some(&address));

@@ -5,7 +5,7 @@ use std::{num::NonZeroUsize, time::Duration};
 
 use libp2p::{
     StreamProtocol, autonat, connection_limits, dcutr, gossipsub, identify, identity::Keypair, kad,
-    mdns, ping, relay, swarm::NetworkBehaviour, swarm::behaviour::toggle::Toggle,
+    mdns, ping, relay, request_response, swarm::NetworkBehaviour, swarm::behaviour::toggle::Toggle,
 };
 use streamgate_protocol::limits::MAX_GOSSIP_MESSAGE_BYTES;
 
@@ -35,6 +35,7 @@ pub struct Behaviour {
     pub autonat_client: Toggle<autonat::v2::client::Behaviour>,
     pub autonat_server: autonat::v2::server::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
+    pub jobs: request_response::Behaviour<crate::jobs::JobCodec>,
 }
 
 /// Connection bounds: enough for a busy node, small enough that a flood of dials cannot
@@ -42,6 +43,10 @@ pub struct Behaviour {
 const MAX_ESTABLISHED: u32 = 512;
 const MAX_PENDING_INCOMING: u32 = 64;
 const MAX_ESTABLISHED_PER_PEER: u32 = 4;
+/// How long a job offer waits for its reply at most: the longest deadline an offer may
+/// set, and a minute more (publishers enforce their own, shorter, deadline).
+const JOB_REPLY_TIMEOUT: Duration =
+    Duration::from_secs(streamgate_protocol::job::MAX_JOB_SECS + 60);
 /// Relayed libp2p connections a bootstrap carries at once (libp2p's default is 16).
 const RELAY_MAX_CIRCUITS: usize = 256;
 
@@ -125,7 +130,20 @@ impl Behaviour {
         } else {
             None
         };
+        // Nodes offer and take jobs; a bootstrap does neither.
+        let job_support = match role {
+            Role::Node => request_response::ProtocolSupport::Full,
+            Role::Bootstrap => request_response::ProtocolSupport::Outbound,
+        };
+        let jobs = request_response::Behaviour::with_codec(
+            crate::jobs::JobCodec,
+            [(crate::jobs::JOBS_PROTOCOL, job_support)],
+            request_response::Config::default()
+                .with_request_timeout(JOB_REPLY_TIMEOUT)
+                .with_max_concurrent_streams(64),
+        );
         Ok(Self {
+            jobs,
             limits,
             identify,
             ping: ping::Behaviour::default(),

@@ -21,6 +21,9 @@ pub use streamgate_api::{config::DhtMode, v1::SwarmStatus};
 /// growing memory; callers feel backpressure through `send().await`.
 const COMMAND_QUEUE: usize = 256;
 
+/// Job offers waiting for the node to look at them; more are refused as busy at once.
+const INBOUND_JOB_QUEUE: usize = 16;
+
 /// What the swarm needs to start.
 #[derive(Debug, Clone)]
 pub struct SwarmOptions {
@@ -60,6 +63,8 @@ pub enum SwarmError {
     Stopped,
     #[error("cannot start the swarm: {0}")]
     Start(String),
+    #[error("job exchange: {0}")]
+    Job(String),
     #[error("cannot listen on {addr} (config key swarm.listen or --listen): {reason}")]
     Listen { addr: Multiaddr, reason: String },
 }
@@ -80,6 +85,11 @@ pub(crate) enum Command {
     Announce(Announcement),
     AdvertiseWorker(SignedWorkerAdvert),
     Workers(oneshot::Sender<Vec<SignedWorkerAdvert>>),
+    OfferJob {
+        peer: PeerId,
+        offer: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>, String>>,
+    },
     Status(oneshot::Sender<SwarmStatus>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -98,6 +108,9 @@ pub struct StartedSwarm {
     /// Full listen addresses, each ending in `/p2p/<peer id>`.
     pub listen_addrs: Vec<Multiaddr>,
     pub task: tokio::task::JoinHandle<()>,
+    /// Job offers other nodes send this one (see [`crate::jobs`]), for whoever takes them.
+    /// Dropping it refuses them.
+    pub inbound_jobs: Option<mpsc::Receiver<crate::jobs::InboundJob>>,
 }
 
 /// Builds the swarm, binds every listen address, dials the bootstrap nodes and spawns the
@@ -186,7 +199,15 @@ pub async fn start(
         role == Role::Node && options.dht_mode != DhtMode::Server,
         &options.bootstrap,
     );
-    let actor = actor::Actor::new(swarm, rx, topics, !options.bootstrap.is_empty(), nat);
+    let (jobs_tx, jobs_rx) = mpsc::channel(INBOUND_JOB_QUEUE);
+    let actor = actor::Actor::new(
+        swarm,
+        rx,
+        topics,
+        !options.bootstrap.is_empty(),
+        nat,
+        jobs_tx,
+    );
     let task = tokio::spawn(actor.run());
     Ok(StartedSwarm {
         handle: SwarmHandle {
@@ -195,6 +216,7 @@ pub async fn start(
         },
         listen_addrs: full_addrs,
         task,
+        inbound_jobs: Some(jobs_rx),
     })
 }
 
@@ -329,6 +351,14 @@ impl SwarmHandle {
     /// included), newest first.
     pub async fn workers(&self) -> Result<Vec<SignedWorkerAdvert>, SwarmError> {
         self.ask(Command::Workers).await
+    }
+
+    /// Sends an encoded job offer to `peer` and waits for its encoded reply (or the
+    /// reason none came: unreachable, closed, timed out). Cancel-safe.
+    pub async fn offer_job(&self, peer: PeerId, offer: Vec<u8>) -> Result<Vec<u8>, SwarmError> {
+        self.ask(|reply| Command::OfferJob { peer, offer, reply })
+            .await?
+            .map_err(SwarmError::Job)
     }
 
     pub async fn status(&self) -> Result<SwarmStatus, SwarmError> {

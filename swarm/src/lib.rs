@@ -27,6 +27,8 @@ pub mod daemon;
 mod handle;
 pub mod identity;
 #[cfg(feature = "daemon")]
+pub mod jobs;
+#[cfg(feature = "daemon")]
 mod nat;
 pub mod records;
 

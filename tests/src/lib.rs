@@ -306,6 +306,22 @@ pub fn publish(
     serde_json::from_slice(&out.stdout).map_err(|e| format!("bad JSON from publish: {e}"))
 }
 
+/// `GET /api/v1/jobs` on `api` with its operator token, as JSON (null when unreachable).
+pub fn jobs(api: &str) -> serde_json::Value {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        match http_client()
+            .get(format!("{api}/api/v1/jobs"))
+            .bearer_auth(operator_token(api))
+            .send()
+            .await
+        {
+            Ok(r) => r.json().await.unwrap_or(serde_json::Value::Null),
+            Err(_) => serde_json::Value::Null,
+        }
+    })
+}
+
 /// Deterministic pseudo-random bytes (so failures reproduce).
 pub fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
     use rand::{RngCore, SeedableRng};

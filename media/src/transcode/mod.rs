@@ -881,3 +881,53 @@ pub fn transcode_file(
     }
     Ok(TranscodeResult { info, tracks })
 }
+
+/// The init segment every chunk of `rung` has: the encoder's settings and parameter sets,
+/// from one frame encoded as a chunk job would. A publisher holds each worker's init
+/// segment against it, byte for byte.
+pub fn rung_init(
+    rung: &ladder::PlannedRung,
+    fps: Rational,
+    gop: u32,
+    config: &TranscodeConfig,
+) -> Result<Vec<u8>, MediaError> {
+    crate::init();
+    let plan = TrackPlan {
+        id: rung.id.clone(),
+        kind: TrackKind::Video,
+        width: rung.width,
+        height: rung.height,
+        frame_rate: (fps.numerator() as u32, fps.denominator() as u32),
+        sample_rate: 0,
+        channels: 0,
+        bitrate: rung.video_bitrate,
+    };
+    let job = VideoJob {
+        track: 0,
+        plan,
+        time_base: fps.invert(),
+        fps,
+        gop: gop.max(1),
+        encoder: config.video_encoder.clone(),
+        preset: config.x264_preset.clone(),
+        first_frame: 0,
+    };
+    let mut picture = frame::Video::new(format::Pixel::YUV420P, rung.width, rung.height);
+    for plane in 0..picture.planes() {
+        picture.data_mut(plane).fill(128);
+    }
+    let (frames_tx, frames_rx) = sync_channel(2);
+    let (out_tx, out_rx) = sync_channel(OUTPUT_QUEUE);
+    frames_tx
+        .send(Some(Arc::new(picture)))
+        .and_then(|()| frames_tx.send(None))
+        .map_err(|_| encode_err("cannot queue the probe frame"))?;
+    video_worker(job, frames_rx, &out_tx, Arc::new(|_, _| {}))?;
+    drop(out_tx);
+    while let Ok(msg) = out_rx.recv() {
+        if let WorkerMsg::Output(Output::Init { bytes, .. }) = msg {
+            return Ok(bytes);
+        }
+    }
+    Err(encode_err("the encoder made no init segment"))
+}

@@ -20,6 +20,8 @@ type Table = TableDefinition<'static, &'static str, &'static [u8]>;
 
 const BLOBS: Table = TableDefinition::new("blobs");
 const PROVIDERS: Table = TableDefinition::new("providers");
+/// Standings of workers this node has given jobs to (same form as providers').
+const WORKERS: Table = TableDefinition::new("workers");
 const MANIFESTS: Table = TableDefinition::new("manifests");
 const UPLOADS: Table = TableDefinition::new("uploads");
 const JOBS: Table = TableDefinition::new("jobs");
@@ -62,6 +64,9 @@ impl UploadEntry {
 /// A publishing job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobEntry {
+    /// The chunks workers made, and who made each (videos published through workers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<streamgate_api::v1::ChunkProgress>,
     pub upload_id: String,
     pub title: String,
     pub ladder: String,
@@ -131,7 +136,7 @@ impl NodeDb {
                 Some(v) if v == SCHEMA_VERSION => {}
                 Some(found) => return Err(DbError::Version { found }),
             }
-            for table in [BLOBS, PROVIDERS, MANIFESTS, UPLOADS, JOBS] {
+            for table in [BLOBS, PROVIDERS, WORKERS, MANIFESTS, UPLOADS, JOBS] {
                 tx.open_table(table).map_err(redb_err)?;
             }
         }
@@ -183,9 +188,21 @@ impl NodeDb {
         self.put_many(PROVIDERS, &[(hex::encode(key), standing)])
     }
 
+    pub fn put_worker(&self, key: &ProviderKey, standing: &Standing) -> Result<(), DbError> {
+        self.put_many(WORKERS, &[(hex::encode(key), standing)])
+    }
+
     pub fn providers(&self) -> Result<Vec<(ProviderKey, Standing)>, DbError> {
+        self.standings(PROVIDERS)
+    }
+
+    pub fn workers(&self) -> Result<Vec<(ProviderKey, Standing)>, DbError> {
+        self.standings(WORKERS)
+    }
+
+    fn standings(&self, table: Table) -> Result<Vec<(ProviderKey, Standing)>, DbError> {
         let mut out = Vec::new();
-        for (key, standing) in self.all::<Standing>(PROVIDERS)? {
+        for (key, standing) in self.all::<Standing>(table)? {
             let mut bytes = [0u8; 32];
             hex::decode_to_slice(&key, &mut bytes).map_err(|e| DbError::Corrupt {
                 what: key.clone(),

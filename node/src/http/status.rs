@@ -26,7 +26,14 @@ async fn workers(State(node): State<Arc<Node>>) -> Result<Json<Vec<WorkerInfo>>,
         )
     })?;
     Ok(Json(
-        adverts.iter().map(crate::services::worker::info).collect(),
+        adverts
+            .iter()
+            .map(|advert| {
+                let mut info = crate::services::worker::info(advert);
+                info.standing = node.worker_standing.standing_of(&advert.advert.node_key);
+                info
+            })
+            .collect(),
     ))
 }
 

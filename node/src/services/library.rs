@@ -170,6 +170,7 @@ impl Library {
             claimed_size: Some(segment.size),
             provide: false,
             first_wanted,
+            known_provider: None,
         }
     }
 

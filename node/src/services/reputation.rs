@@ -1,5 +1,6 @@
-//! The standing of every provider this node has fetched from: the bounded
-//! [`ProviderBook`] in memory, each change persisted so bans survive restarts.
+//! The standing of every provider this node has fetched from, and of every worker it gave
+//! jobs to: a bounded [`ProviderBook`] each in memory, each change persisted so bans survive
+//! restarts.
 
 use std::sync::{Arc, Mutex};
 
@@ -12,23 +13,48 @@ use crate::actors::db::{DbError, NodeDb};
 /// Providers whose standing is remembered (in memory and in the database).
 const PROVIDER_BOOK_CAPACITY: usize = 4096;
 
+/// Whose standing a book keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Providers of blobs: unreachable, stalled, corrupt bytes.
+    Providers,
+    /// Workers: late, failed, or output that did not pass verification (`Corrupt`).
+    Workers,
+}
+
 #[derive(Debug)]
 pub struct Reputation {
     book: Mutex<ProviderBook>,
     db: Arc<NodeDb>,
+    kind: Kind,
 }
 
 impl Reputation {
-    /// The book as the database last saw it.
+    /// The providers' book as the database last saw it.
     pub fn load(db: Arc<NodeDb>) -> Result<Self, DbError> {
+        Self::load_kind(db, Kind::Providers)
+    }
+
+    /// The book of `kind`, as the database last saw it.
+    pub fn load_kind(db: Arc<NodeDb>, kind: Kind) -> Result<Self, DbError> {
         let mut book = ProviderBook::new(PROVIDER_BOOK_CAPACITY);
-        for (key, standing) in db.providers()? {
+        let saved = match kind {
+            Kind::Providers => db.providers()?,
+            Kind::Workers => db.workers()?,
+        };
+        for (key, standing) in saved {
             book.restore(key, standing);
         }
         Ok(Self {
             book: Mutex::new(book),
             db,
+            kind,
         })
+    }
+
+    /// Whether `key` is banned now.
+    pub fn is_banned(&self, key: &ProviderKey) -> bool {
+        self.rank([*key]).is_empty()
     }
 
     /// `candidates` best first, banned ones left out.
@@ -40,7 +66,7 @@ impl Reputation {
     }
 
     pub fn penalise(&self, key: ProviderKey, failure: Failure, detail: &str) {
-        tracing::info!(provider = %hex::encode(&key[..5]), ?failure, "provider penalised: {detail}");
+        tracing::info!(key = %hex::encode(&key[..5]), kind = ?self.kind, ?failure, "penalised: {detail}");
         self.update(key, |book, now| {
             book.record_failure(key, failure, now).clone()
         });
@@ -57,9 +83,20 @@ impl Reputation {
         };
         // Standings change rarely (once per provider per fetch); persisting each change
         // keeps bans across restarts.
-        if let Err(e) = self.db.put_provider(&key, &standing) {
-            tracing::warn!("cannot persist provider standing: {e}");
+        let saved = match self.kind {
+            Kind::Providers => self.db.put_provider(&key, &standing),
+            Kind::Workers => self.db.put_worker(&key, &standing),
+        };
+        if let Err(e) = saved {
+            tracing::warn!("cannot persist a standing: {e}");
         }
+    }
+
+    /// `key`'s standing, if the book has one.
+    pub fn standing_of(&self, key: &ProviderKey) -> Option<ProviderStanding> {
+        self.standings()
+            .into_iter()
+            .find(|s| peer_id_of(key).map(|p| p.to_string()).as_deref() == Some(s.peer_id.as_str()))
     }
 
     /// Every standing, for the status page.

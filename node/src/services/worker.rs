@@ -1,20 +1,48 @@
 //! Volunteering this node as a transcoding worker (`[worker] enabled = true`): its signed
 //! advert, built from the hardware probe and the configuration, gossiped every third of its
-//! time-to-live so that it never lapses while the node runs.
+//! time-to-live so that it never lapses while the node runs; and the jobs it takes.
 //!
-//! Not built yet: taking jobs (the job protocol), the start-up speed measurement and the
-//! per-GPU session probe; the advert says "not measured" for those rather than guess.
+//! ```text
+//!  offer (libp2p) ─▶ verify, decide (slots, price, codec, deadline) ─▶ fetch chunk (iroh, from
+//!  the publisher) ─▶ transcode exactly its frames (blocking thread) ─▶ store outputs as blobs
+//!  ─▶ signed receipt of their hashes ─▶ reply
+//! ```
+//!
+//! Not built yet: the start-up speed measurement and the per-GPU session probe; the advert
+//! says "not measured" for those rather than guess.
 
-use std::time::Duration;
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU16, Ordering},
+    },
+    time::Duration,
+};
 
 use streamgate_api::{config::WorkerConfig, v1::WorkerInfo};
-use streamgate_media::hw::{Capabilities, Mode};
-use streamgate_protocol::worker::{
-    Gpu, MAX_CODECS, MAX_GPUS, SignedWorkerAdvert, WorkMode, WorkerAdvert,
+use streamgate_media::{
+    TranscodeConfig,
+    chunk::{RungBytes, transcode_chunk},
+    hw::{Capabilities, Mode},
+    ladder::PlannedRung,
+    transcode::ChunkJob,
 };
-use streamgate_swarm::{SwarmHandle, daemon::unix_now, identity::Identity};
+use streamgate_protocol::{
+    ContentHash,
+    job::{JobOffer, JobReply, Receipt, RungOutput, SignedJobOffer},
+    manifest::SegmentRef,
+    worker::{Gpu, MAX_CODECS, MAX_GPUS, SignedWorkerAdvert, WorkMode, WorkerAdvert},
+};
+use streamgate_swarm::{SwarmHandle, daemon::unix_now, identity::Identity, jobs::InboundJob};
+use tokio::sync::mpsc;
 
-use crate::config::payment_address;
+use super::{
+    blobs::{Blobs, blob_tag},
+    fetch::{FetchRequest, Fetcher},
+    presence::Presence,
+};
+use crate::{actors::data_plane::DataPlane, config::payment_address};
 
 /// Hardware devices that count as GPUs (Vulkan may be a CPU software driver).
 const GPU_DEVICES: [&str; 3] = ["cuda", "vaapi", "qsv"];
@@ -25,6 +53,7 @@ pub fn advert(
     caps: &Capabilities,
     node_key: [u8; 32],
     issued_at: u64,
+    active_jobs: u16,
 ) -> WorkerAdvert {
     let opened = |probes: &[streamgate_media::hw::Probe]| {
         probes
@@ -62,25 +91,21 @@ pub fn advert(
         speed_millifps: None,
         price_per_gigapixel: u128::from(config.price_per_gigapixel),
         max_jobs: config.max_jobs,
-        // No job is taken yet.
-        active_jobs: 0,
+        active_jobs: active_jobs.min(config.max_jobs),
         payment_address: payment_address(&config.payment_address),
     }
 }
 
 /// Gossips this node's advert now and every third of its time-to-live, until the task is
 /// dropped. The first adverts go out every few seconds while the gossip mesh forms.
-pub async fn advertise(
-    config: WorkerConfig,
-    caps: Capabilities,
-    identity: Identity,
-    swarm: SwarmHandle,
-) {
+pub async fn advertise(worker: Arc<Worker>, swarm: SwarmHandle) {
+    let (config, caps, identity) = (&worker.config, &worker.caps, &worker.identity);
     let every = Duration::from_secs(u64::from(config.advert_ttl_secs / 3).max(1));
     let mut sent = 0u32;
     loop {
-        let signed =
-            advert(&config, &caps, identity.public_key(), unix_now()).sign(&identity.signing_key());
+        let active = worker.active.load(Ordering::Relaxed);
+        let signed = advert(config, caps, identity.public_key(), unix_now(), active)
+            .sign(&identity.signing_key());
         if swarm.advertise_worker(signed).await.is_err() {
             return;
         }
@@ -93,6 +118,306 @@ pub async fn advertise(
             every
         };
         tokio::time::sleep(wait).await;
+    }
+}
+
+/// The worker's side of jobs.
+#[derive(Debug)]
+pub struct Worker {
+    pub config: WorkerConfig,
+    pub caps: Capabilities,
+    pub identity: Identity,
+    pub fetcher: Fetcher,
+    pub blobs: Arc<Blobs>,
+    pub presence: Arc<Presence>,
+    pub data_plane: DataPlane,
+    /// Where chunks wait while they are transcoded.
+    pub work_dir: PathBuf,
+    /// Decode with NVDEC when the chunk is H.264 and the probe opened it.
+    pub hardware_decode: bool,
+    /// Tests only: how this worker cheats (`testing.worker_cheat`).
+    pub cheat: Option<String>,
+    active: AtomicU16,
+}
+
+/// Jobs are refused once their deadline leaves less than this for the work.
+const MIN_JOB_SECS: u64 = 5;
+
+impl Worker {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: WorkerConfig,
+        caps: Capabilities,
+        identity: Identity,
+        fetcher: Fetcher,
+        blobs: Arc<Blobs>,
+        presence: Arc<Presence>,
+        data_plane: DataPlane,
+        work_dir: PathBuf,
+        hardware_decode: bool,
+        cheat: Option<String>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            caps,
+            identity,
+            fetcher,
+            blobs,
+            presence,
+            data_plane,
+            work_dir,
+            hardware_decode,
+            cheat,
+            active: AtomicU16::new(0),
+        })
+    }
+
+    /// Answers every job offer that reaches this node, until the swarm stops.
+    pub async fn serve(self: Arc<Self>, mut inbound: mpsc::Receiver<InboundJob>) {
+        while let Some(job) = inbound.recv().await {
+            let worker = self.clone();
+            tokio::spawn(async move {
+                let reply = worker.answer(&job.offer).await;
+                if let Some(reply) = reply {
+                    let _ = job.reply.send(reply.encode());
+                } else {
+                    // The silent cheat: hold the reply until the publisher gives up.
+                    tokio::time::sleep(Duration::from_secs(streamgate_protocol::job::MAX_JOB_SECS))
+                        .await;
+                    drop(job.reply);
+                }
+            });
+        }
+    }
+
+    async fn answer(&self, bytes: &[u8]) -> Option<JobReply> {
+        let now = unix_now();
+        let signed = match SignedJobOffer::decode_verified(bytes, now) {
+            Ok(signed) => signed,
+            Err(e) => return Some(JobReply::Refused(JobReply::reason(&e.to_string()))),
+        };
+        let offer = &signed.offer;
+        if let Err(reason) = self.acceptable(offer, now) {
+            return Some(JobReply::Refused(JobReply::reason(&reason)));
+        }
+        // A slot, or a refusal: the publisher asks someone else.
+        let taken = self
+            .active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.config.max_jobs).then_some(n + 1)
+            })
+            .is_ok();
+        if !taken {
+            return Some(JobReply::Refused("busy: every job slot is taken".into()));
+        }
+        if self.cheat.as_deref() == Some("silent") {
+            self.active.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let started = std::time::Instant::now();
+        let result = self.run(offer).await;
+        self.active.fetch_sub(1, Ordering::AcqRel);
+        Some(match result {
+            Ok(rungs) => {
+                tracing::info!(
+                    job = %hex::encode(offer.job_id),
+                    frames = offer.frames,
+                    secs = started.elapsed().as_secs_f64(),
+                    "job done"
+                );
+                JobReply::Done(Box::new(
+                    self.receipt(offer, rungs)
+                        .sign(&self.identity.signing_key()),
+                ))
+            }
+            Err(reason) => {
+                tracing::warn!(job = %hex::encode(offer.job_id), "job failed: {reason}");
+                JobReply::Failed(JobReply::reason(&reason))
+            }
+        })
+    }
+
+    fn acceptable(&self, offer: &JobOffer, now: u64) -> Result<(), String> {
+        if offer.price_per_gigapixel < u128::from(self.config.price_per_gigapixel) {
+            return Err(format!(
+                "the price offered is below this worker's {} wei per gigapixel",
+                self.config.price_per_gigapixel
+            ));
+        }
+        if !self.caps.decoder_available(&offer.source_codec) {
+            return Err(format!("this worker cannot decode {}", offer.source_codec));
+        }
+        if offer.deadline < now + MIN_JOB_SECS {
+            return Err("the deadline leaves no time for the work".into());
+        }
+        Ok(())
+    }
+
+    /// Fetches the chunk, transcodes it, stores the outputs.
+    async fn run(&self, offer: &JobOffer) -> Result<Vec<RungOutput>, String> {
+        if let Some(record) = &offer.publisher_record {
+            self.data_plane.learn(record);
+        }
+        let request = FetchRequest {
+            claimed_size: Some(offer.chunk_size),
+            provide: false,
+            known_provider: Some(offer.publisher),
+            ..FetchRequest::blob(offer.chunk)
+        };
+        let remaining = Duration::from_secs(offer.deadline.saturating_sub(unix_now()));
+        let work = async {
+            self.fetcher
+                .ensure(request)
+                .await
+                .map_err(|e| format!("cannot fetch the chunk: {e}"))?;
+            let bytes = self
+                .blobs
+                .get_bytes(&offer.chunk)
+                .await
+                .map_err(|e| format!("cannot read the chunk: {e}"))?;
+            tokio::fs::create_dir_all(&self.work_dir)
+                .await
+                .map_err(|e| format!("work folder: {e}"))?;
+            let path = self
+                .work_dir
+                .join(format!("{}.nut", hex::encode(offer.job_id)));
+            tokio::fs::write(&path, &bytes)
+                .await
+                .map_err(|e| format!("cannot write the chunk: {e}"))?;
+            let config = self.transcode_config(offer);
+            let cancel = Arc::new(AtomicBool::new(false));
+            let stop = cancel.clone();
+            let transcode_path = path.clone();
+            let guard = scopeguard(move || stop.store(true, Ordering::Relaxed));
+            let result = tokio::task::spawn_blocking(move || {
+                transcode_chunk(&transcode_path, &config, &cancel)
+            })
+            .await;
+            drop(guard);
+            let _ = tokio::fs::remove_file(&path).await;
+            let rungs = result
+                .map_err(|e| format!("the transcoder thread failed: {e}"))?
+                .map_err(|e| e.to_string())?;
+            self.store(offer, rungs).await
+        };
+        tokio::time::timeout(remaining, work)
+            .await
+            .map_err(|_| "the deadline passed".to_string())?
+    }
+
+    fn transcode_config(&self, offer: &JobOffer) -> TranscodeConfig {
+        let mut job = chunk_job(offer);
+        let mut extra_filter = None;
+        match self.cheat.as_deref() {
+            Some("other_video") => extra_filter = Some("hflip,negate".to_string()),
+            Some("low_resolution") => {
+                extra_filter = Some("scale=iw/4:ih/4,scale=iw*4:ih*4".to_string());
+            }
+            Some("drop_frame") => {
+                job.first_frame += 1;
+                job.frames = job.frames.saturating_sub(1).max(1);
+            }
+            _ => {}
+        }
+        TranscodeConfig {
+            x264_preset: offer.preset.clone(),
+            video_decoder: (self.hardware_decode
+                && offer.source_codec == "h264"
+                && self.caps.decoder_available("h264_cuvid"))
+            .then(|| "h264_cuvid".to_string()),
+            chunk: Some(job),
+            extra_filter,
+            ..TranscodeConfig::default()
+        }
+    }
+
+    /// Stores every output as a blob; returns what the receipt lists.
+    async fn store(
+        &self,
+        offer: &JobOffer,
+        rungs: Vec<RungBytes>,
+    ) -> Result<Vec<RungOutput>, String> {
+        let mut outputs = Vec::new();
+        for (rung, spec) in rungs.into_iter().zip(&offer.rungs) {
+            let init = self.store_one(rung.init).await?;
+            let mut segments = Vec::new();
+            for bytes in rung.segments {
+                segments.push(self.store_one(bytes).await?);
+            }
+            outputs.push(RungOutput {
+                id: spec.id.clone(),
+                init,
+                segments,
+            });
+        }
+        self.blobs.sync().await.map_err(|e| e.to_string())?;
+        if self.cheat.as_deref() == Some("wrong_receipt")
+            && let Some(first) = outputs.first_mut().and_then(|r| r.segments.first_mut())
+        {
+            first.hash = ContentHash::of(b"bytes this worker never stored");
+        }
+        Ok(outputs)
+    }
+
+    async fn store_one(&self, bytes: Vec<u8>) -> Result<SegmentRef, String> {
+        let hash = ContentHash::of(&bytes);
+        let size = bytes.len() as u64;
+        self.blobs
+            .store_bytes(hash, bytes, blob_tag(&hash))
+            .await
+            .map_err(|e| format!("cannot store an output: {e}"))?;
+        Ok(SegmentRef {
+            hash,
+            size,
+            duration: 0,
+        })
+    }
+
+    fn receipt(&self, offer: &JobOffer, rungs: Vec<RungOutput>) -> Receipt {
+        Receipt {
+            job_id: offer.job_id,
+            worker: self.identity.public_key(),
+            publisher: offer.publisher,
+            chunk: offer.chunk,
+            issued_at: unix_now(),
+            rungs,
+            worker_record: Some(self.presence.own_record()),
+        }
+    }
+}
+
+/// Runs `f` when dropped: a transcode whose task is dropped (deadline) stops between packets.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}
+
+/// The media side of a job offer.
+pub fn chunk_job(offer: &JobOffer) -> ChunkJob {
+    ChunkJob {
+        rungs: offer
+            .rungs
+            .iter()
+            .map(|r| PlannedRung {
+                id: r.id.clone(),
+                width: r.width,
+                height: r.height,
+                video_bitrate: r.bitrate,
+            })
+            .collect(),
+        fps: (offer.fps_num, offer.fps_den),
+        rotation: i32::from(offer.rotation),
+        origin: offer.origin,
+        first_frame: offer.first_frame,
+        frames: offer.frames,
+        gop: u64::from(offer.gop),
     }
 }
 
@@ -129,6 +454,7 @@ pub fn info(signed: &SignedWorkerAdvert) -> WorkerInfo {
             .map(|a| format!("0x{}", hex::encode(a))),
         issued_at: advert.issued_at,
         expires_at: advert.expires_at(),
+        standing: None,
     }
 }
 
@@ -168,7 +494,7 @@ mod tests {
             payment_address: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".into(),
             ..WorkerConfig::default()
         };
-        let a = advert(&config, &datacenter_gpu(), [1; 32], 50);
+        let a = advert(&config, &datacenter_gpu(), [1; 32], 50, 0);
         assert_eq!(a.mode, WorkMode::GpuDecodeCpuEncode);
         assert_eq!(a.encoders, ["libx264"]);
         assert_eq!(a.decoders, ["h264", "h264_cuvid"]);
@@ -188,7 +514,7 @@ mod tests {
         assert_eq!(a.speed_millifps, None, "speed is not measured yet");
         config.payment_address.clear();
         assert_eq!(
-            advert(&config, &datacenter_gpu(), [1; 32], 50).payment_address,
+            advert(&config, &datacenter_gpu(), [1; 32], 50, 0).payment_address,
             None
         );
     }

@@ -8,7 +8,7 @@ use std::{
 
 use serde_json::Value;
 use streamgate_tests::{
-    add_file, cli, http_client, init_node_dir, liar_config,
+    add_file, cli, http_client, init_node_dir, jobs, liar_config,
     media::{
         decode_errors, ffmpeg, make_clip, segment_starts_with_keyframe, stream_duration,
         video_frames,
@@ -48,21 +48,6 @@ fn spawn_publish(
 }
 
 /// `GET /api/v1/jobs`, or null while the node does not answer.
-fn jobs(api: &str) -> Value {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(async {
-        match http_client()
-            .get(format!("{api}/api/v1/jobs"))
-            .bearer_auth(operator_token(api))
-            .send()
-            .await
-        {
-            Ok(r) => r.json().await.unwrap_or(Value::Null),
-            Err(_) => Value::Null,
-        }
-    })
-}
-
 /// Seconds of video the first job has encoded so far (its first track).
 fn encoded_secs(api: &str) -> f64 {
     jobs(api)[0]["progress"]["tracks"][0]["seconds"]

@@ -189,8 +189,13 @@ impl<'a> Round<'a> {
         match action {
             Action::Lookup { refresh } => {
                 let of = self.request.providers_of;
-                self.tasks
-                    .spawn(async move { lookup(&shared, of, refresh, &events).await });
+                let known = self.request.known_provider.filter(|_| !refresh);
+                self.tasks.spawn(async move {
+                    if let Some(key) = known {
+                        let _ = events.send(Event::Providers(vec![key])).await;
+                    }
+                    lookup(&shared, of, refresh, &events).await
+                });
             }
             Action::Probe {
                 provider,

@@ -87,6 +87,10 @@ pub struct FetchRequest {
     pub provide: bool,
     /// Where the first reader starts: those bytes are fetched first.
     pub first_wanted: u64,
+    /// A provider known to hold it (its node record already learned by the data plane),
+    /// asked before any lookup answers: a job's chunk from its publisher, a job's outputs
+    /// from their worker.
+    pub known_provider: Option<ProviderKey>,
 }
 
 impl FetchRequest {
@@ -98,6 +102,7 @@ impl FetchRequest {
             claimed_size: None,
             provide: true,
             first_wanted: 0,
+            known_provider: None,
         }
     }
 }

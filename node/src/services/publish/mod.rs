@@ -16,8 +16,11 @@
 //! again at start-up (segments are content addressed, so what was stored before is
 //! reused); a job that cannot run fails with its reason in `GET /api/v1/jobs/{id}`.
 
+mod distribute;
 mod gating;
 mod pipeline;
+
+pub use distribute::WorkParts;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -163,6 +166,7 @@ pub struct PublishParts {
     pub identity: Identity,
     pub settings: TranscodeSettings,
     pub capabilities: Option<Capabilities>,
+    pub work: Arc<WorkParts>,
 }
 
 #[derive(Debug)]
@@ -211,6 +215,7 @@ impl Publisher {
                 gate: request.gate,
                 key_servers: request.key_servers,
                 registrant: request.registrant,
+                chunks: Vec::new(),
             },
         )?;
         self.spawn(id.clone());
@@ -252,6 +257,7 @@ impl Publisher {
             source_hash: entry.source_hash,
             state: entry.state,
             progress,
+            chunks: entry.chunks,
         }
     }
 
@@ -462,36 +468,56 @@ impl Publisher {
                 p.tracks[track].seconds = seconds;
             });
         });
-        let transcoded = pipeline::transcode_and_store(
-            &self.parts.blobs,
-            pipeline::Job {
-                path,
-                config,
-                content_key: gating.as_ref().map(|g| g.key),
-                progress,
-                cancel: cancel.clone(),
-            },
-        )
-        .await?;
-        self.report(id, |p| {
-            for (i, plan) in transcoded.tracks.iter().enumerate() {
-                if let Some(t) = p.tracks.get_mut(i) {
-                    t.id = plan.id.clone();
-                }
-            }
-        });
-        if cancel.load(Ordering::Relaxed) {
-            return Err(PublishError::Cancelled);
-        }
-        let mut manifest = transcoded
-            .builder
-            .finish(
-                &transcoded.tracks,
-                &validated.title,
-                unix_now(),
+        // Public videos go to workers when any are known; a gated one never leaves this
+        // node in the clear.
+        let through_workers = gating.is_none()
+            && self.parts.settings.use_workers
+            && distribute::workers_available(
+                &self.parts.work,
+                &self.parts.settings,
                 self.parts.identity.public_key(),
+                &probed.info,
             )
-            .map_err(|e| PublishError::Media(e.to_string()))?;
+            .await;
+        let (mut manifest, blobs) = if through_workers {
+            tracing::info!(job = %id, "transcoding through volunteered workers");
+            self.through_workers(
+                id,
+                path,
+                &probed.info,
+                config,
+                progress,
+                cancel,
+                &validated.title,
+            )
+            .await?
+        } else {
+            let transcoded = pipeline::transcode_and_store(
+                &self.parts.blobs,
+                pipeline::Job {
+                    path,
+                    config,
+                    content_key: gating.as_ref().map(|g| g.key),
+                    progress,
+                    cancel: cancel.clone(),
+                },
+            )
+            .await?;
+            self.name_tracks(id, &transcoded.tracks);
+            if cancel.load(Ordering::Relaxed) {
+                return Err(PublishError::Cancelled);
+            }
+            let manifest = transcoded
+                .builder
+                .finish(
+                    &transcoded.tracks,
+                    &validated.title,
+                    unix_now(),
+                    self.parts.identity.public_key(),
+                )
+                .map_err(|e| PublishError::Media(e.to_string()))?;
+            (manifest, transcoded.blobs)
+        };
         if let Some(gating) = gating {
             gating.seal_into(&mut manifest)?;
         }
@@ -502,7 +528,7 @@ impl Publisher {
         let manifest_id = self
             .parts
             .library
-            .register_published(&signed, transcoded.blobs)
+            .register_published(&signed, blobs)
             .await
             .map_err(|e| PublishError::Store(e.to_string()))?;
         // The segments hold the content now; the upload is no longer needed.
@@ -510,6 +536,122 @@ impl Publisher {
             tracing::debug!("upload {} not removed: {e}", job.upload_id);
         }
         Ok(manifest_id)
+    }
+
+    /// Shows track ids in the job's progress.
+    fn name_tracks(&self, id: &str, tracks: &[streamgate_media::TrackPlan]) {
+        self.report(id, |p| {
+            for (i, plan) in tracks.iter().enumerate() {
+                if let Some(t) = p.tracks.get_mut(i) {
+                    t.id = plan.id.clone();
+                }
+            }
+        });
+    }
+
+    /// Video rungs through workers, audio here, at the same time; the unsigned manifest
+    /// and the rows of every blob it names.
+    #[allow(clippy::too_many_arguments)]
+    async fn through_workers(
+        self: &Arc<Self>,
+        id: &str,
+        path: std::path::PathBuf,
+        info: &streamgate_media::MediaInfo,
+        config: TranscodeConfig,
+        progress: streamgate_media::transcode::ProgressFn,
+        cancel: &Arc<AtomicBool>,
+        title: &str,
+    ) -> Result<
+        (
+            streamgate_protocol::Manifest,
+            Vec<(ContentHash, crate::actors::db::BlobEntry)>,
+        ),
+        PublishError,
+    > {
+        let publisher = self.clone();
+        let job_id = id.to_string();
+        let video = distribute::Distribution {
+            info,
+            parts: self.parts.work.clone(),
+            blobs: self.parts.blobs.clone(),
+            identity: self.parts.identity.clone(),
+            settings: self.parts.settings.clone(),
+            config: config.clone(),
+            path: path.clone(),
+            job_id: id.to_string(),
+            cancel: cancel.clone(),
+            report: Arc::new(move |chunks| publisher.report(&job_id, |p| p.chunks = chunks)),
+        }
+        .run();
+        let audio = async {
+            if info.audio.is_none() {
+                return Ok(None);
+            }
+            pipeline::transcode_and_store(
+                &self.parts.blobs,
+                pipeline::Job {
+                    path: path.clone(),
+                    config: TranscodeConfig {
+                        audio_only: true,
+                        ..config.clone()
+                    },
+                    content_key: None,
+                    progress,
+                    cancel: cancel.clone(),
+                },
+            )
+            .await
+            .map(Some)
+        };
+        let (video, audio) = tokio::join!(video, audio);
+        let (video, audio) = (video?, audio?);
+        let chunks = self
+            .live
+            .lock()
+            .ok()
+            .and_then(|live| live.get(id).map(|l| l.progress.chunks.clone()))
+            .unwrap_or_default();
+        self.update_job(id, |job| job.chunks = chunks);
+        if cancel.load(Ordering::Relaxed) {
+            return Err(PublishError::Cancelled);
+        }
+        let created_at = unix_now();
+        let creator = self.parts.identity.public_key();
+        let mut tracks = video.tracks;
+        let mut blobs = video.blobs;
+        if let Some(audio) = audio {
+            self.name_tracks(id, &audio.tracks);
+            let audio_manifest = audio
+                .builder
+                .finish(&audio.tracks, title, created_at, creator)
+                .map_err(|e| PublishError::Media(e.to_string()))?;
+            tracks.extend(audio_manifest.tracks);
+            blobs.extend(audio.blobs);
+        }
+        let duration_ms = tracks
+            .iter()
+            .map(|t| (t.duration_secs() * 1000.0).round() as u64)
+            .max()
+            .unwrap_or(0);
+        let manifest = streamgate_protocol::Manifest {
+            title: title.to_string(),
+            created_at,
+            duration_ms,
+            creator,
+            tracks,
+            access: None,
+            encryption: None,
+        };
+        manifest
+            .validate()
+            .map_err(|e| PublishError::Media(format!("the manifest from workers: {e}")))?;
+        tracing::info!(
+            job = %id,
+            chunks = video.receipts.len(),
+            by_workers = video.receipts.iter().filter(|r| r.is_some()).count(),
+            "video rungs made through workers and verified"
+        );
+        Ok((manifest, blobs))
     }
 
     fn transcode_config(
