@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: help setup build release test check fmt clippy fuzz-check fuzz demo contracts bench-transfer bench-transcode bench-gateway bench-access bench-nat clean
+.PHONY: help setup build release test check fmt clippy fuzz-check fuzz demo contracts bench-transfer bench-transcode bench-gateway bench-access bench-nat bench-workers gpu-check clean
 
 help:
 	@echo "make demo            start the local network with a demo video and print the links that play"
@@ -17,6 +17,8 @@ help:
 	@echo "make bench-gateway   hot-segment serving vs. nginx, measured with wrk"
 	@echo "make bench-access    sign-in verifications per second, cached and uncached ownership checks"
 	@echo "make bench-nat       first byte and throughput of 64 MiB per path (direct, hole-punched, relayed) vs. loopback; needs root"
+	@echo "make bench-workers   60 s 1080p: one node on one core vs. two workers on a core each; verification's CPU share"
+	@echo "make gpu-check       on a GPU machine: the hardware probe and one hybrid job (NVDEC decode, x264 encode), verified"
 	@echo "make contracts       rebuild the Solidity artifacts the Rust bindings are generated from"
 	@echo "make setup           install Debian and npm dependencies (idempotent)"
 
@@ -95,6 +97,16 @@ bench-access: release
 
 bench-nat: release
 	./target/release/bench-nat
+
+bench-workers: release
+	./target/release/bench-workers
+
+# On a GPU machine (the device tool lends one in some sessions): the probe and one hybrid
+# chunk job, NVDEC decode and x264 encode, verified. Carry target/release/gpu-check and the
+# FFmpeg libraries it links (ldd shows them) when the machine has no FFmpeg of its own.
+gpu-check: release
+	test -f target/gpu-check.mp4 || ffmpeg -v error -y -f lavfi -i testsrc2=size=1920x1080:rate=30:duration=10 -c:v libx264 -preset fast -pix_fmt yuv420p target/gpu-check.mp4
+	./target/release/gpu-check target/gpu-check.mp4
 
 clean:
 	$(CARGO) clean

@@ -5,8 +5,9 @@
 #                    clang/libclang (bindgen), ffmpeg (the CLI, used by tests as the reference
 #                    player), chromium (browser tests), wrk and nginx (benchmark baselines),
 #                    iproute2 and nftables (the NAT tests build network namespaces).
-#   npm packages:    anvil/forge/cast (Foundry), solc-js, OpenZeppelin contracts and
-#                    playwright-core, into the project-local folder .tools/ (ignored by git).
+#   npm packages:    anvil/forge/cast (Foundry), solc-js, OpenZeppelin contracts,
+#                    playwright-core and hls.js (browser playback tests), into the
+#                    project-local folder .tools/ (ignored by git).
 #   crates.io:       cargo-fuzz, into .tools/bin.
 #
 # Re-running it on a ready machine takes a few seconds: every step checks first.
@@ -57,6 +58,7 @@ cat > "$tools/package.json.new" <<'JSON'
     "@foundry-rs/cast-linux-amd64": "1.7.1",
     "@foundry-rs/forge-linux-amd64": "1.7.1",
     "@openzeppelin/contracts": "5.7.0",
+    "hls.js": "1.7.4",
     "playwright-core": "1.65.1",
     "solc": "0.8.37"
   }

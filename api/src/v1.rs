@@ -368,6 +368,9 @@ pub struct ChunkProgress {
     pub worker: Option<String>,
     /// `waiting`, `running`, `verified`, or `reassigned (why)`.
     pub state: String,
+    /// CPU time this node spent verifying the accepted output, in milliseconds.
+    #[serde(default)]
+    pub verify_cpu_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

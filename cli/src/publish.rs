@@ -328,12 +328,13 @@ async fn follow_job(
     let style = ProgressStyle::with_template("{prefix:<9} {bar:40} {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar());
     let mut track_bars: Vec<ProgressBar> = Vec::new();
+    let mut chunk_bars: Vec<ProgressBar> = Vec::new();
     loop {
         let job: JobView =
             parse(send(client.get(format!("{base}/api/v1/jobs/{job_id}")), base).await?).await?;
         match job.state {
             JobState::Done { manifest_id } => {
-                for bar in &track_bars {
+                for bar in track_bars.iter().chain(&chunk_bars) {
                     bar.finish();
                 }
                 return Ok((manifest_id, job.source_hash.unwrap_or_default()));
@@ -363,6 +364,26 @@ async fn follow_job(
                 }
                 track_bars[i].set_position((track.seconds * 1000.0) as u64);
                 track_bars[i].set_message(format!("{:.1} / {duration:.1} s", track.seconds));
+            }
+            // Video made by workers: a line per chunk, with who does it.
+            for (i, chunk) in progress.chunks.iter().enumerate() {
+                if chunk_bars.len() <= i {
+                    let bar = bars.add(ProgressBar::new_spinner());
+                    bar.set_style(
+                        ProgressStyle::with_template("{prefix:<9} {msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    bar.set_prefix(format!("chunk {}", chunk.index));
+                    chunk_bars.push(bar);
+                }
+                let who = chunk.worker.as_deref().unwrap_or("-");
+                chunk_bars[i].set_message(format!(
+                    "segments {}-{}  {}  {who}",
+                    chunk.first_segment,
+                    chunk.first_segment + u64::from(chunk.segments.max(1)) - 1,
+                    chunk.state
+                ));
+                chunk_bars[i].tick();
             }
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

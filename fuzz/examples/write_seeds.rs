@@ -113,6 +113,36 @@ fn main() -> std::io::Result<()> {
         &with_now(SEED_NOW, &hybrid.encode()),
     )?;
 
+    let offer = streamgate_protocol::job::JobOffer {
+        job_id: [7; 16],
+        publisher: node_key,
+        issued_at: SEED_NOW,
+        deadline: SEED_NOW + 600,
+        chunk: ContentHash::of(b"chunk"),
+        chunk_size: 4_000_000,
+        source_codec: "h264".into(),
+        fps_num: 30,
+        fps_den: 1,
+        rotation: 0,
+        origin: 0,
+        first_frame: 300,
+        frames: 300,
+        gop: 60,
+        preset: "veryfast".into(),
+        rungs: vec![streamgate_protocol::job::JobRung {
+            id: "720p".into(),
+            width: 1280,
+            height: 720,
+            bitrate: 2_800_000,
+        }],
+        price_per_gigapixel: 1_000_000_000,
+        publisher_record: Some(full_record.clone()),
+    }
+    .sign(signing_key());
+    write("job_message", "offer", &with_now(SEED_NOW, &offer.encode()))?;
+    let refused = streamgate_protocol::job::JobReply::Refused("busy".into());
+    write("job_message", "refused", &with_now(SEED_NOW, &refused.encode()))?;
+
     let peer = peer_id_of(&node_key).expect("an Ed25519 key");
     let key = node_record_key(&peer);
     let key = key.as_ref();

@@ -260,7 +260,8 @@ pub fn judge(job: &ChunkJob, samples: &[u64], scores: &[Vec<Score>]) -> Result<(
 }
 
 /// SSIM of the sampled frames (`samples`: frame numbers within the job) of every rung
-/// against the source chunk at `chunk`. `outputs[r]` is rung r's init and segments, already
+/// against the source chunk at `chunk`, on the calling thread alone (so that its cost can be
+/// measured there). `outputs[r]` is rung r's init and segments, already
 /// structurally checked. Returns `ssim[sample][rung]`.
 pub fn sample_quality(
     chunk: &std::path::Path,
@@ -312,20 +313,28 @@ fn source_frames(
         .best(media::Type::Video)
         .ok_or_else(|| VerifyError::Media("the chunk has no video".into()))?;
     let index = stream.index();
+    let tb = stream.time_base();
     let fps = Rational(job.fps.0 as i32, job.fps.1 as i32);
-    let mut source = FrameSource::open(&stream, decoder_name, job.rotation, fps, None)?;
+    let mut source = FrameSource::open(&stream, decoder_name, 1, job.rotation, fps, None)?;
     let wanted: Vec<i64> = samples
         .iter()
         .map(|s| job.origin + (job.first_frame + s) as i64)
         .collect();
     let last = wanted.iter().copied().max().unwrap_or(i64::MIN);
+    // Frames more than a second before the first one wanted only need decoding if others
+    // refer to them.
+    let first_wanted_secs = wanted.iter().copied().min().unwrap_or(0) as f64 / f64::from(fps);
     let mut found: Vec<Option<frame::Video>> = vec![None; wanted.len()];
     let mut frames = Vec::new();
     let mut ended = false;
     while !ended && found.iter().any(Option::is_none) {
         let mut packet = Packet::empty();
         match packet.read(&mut input) {
-            Ok(()) if packet.stream() == index => source.push(Some(&packet), &mut frames)?,
+            Ok(()) if packet.stream() == index => {
+                let at = packet.pts().or(packet.dts()).unwrap_or(0) as f64 * f64::from(tb);
+                source.skip_unreferenced(at < first_wanted_secs - 1.0);
+                source.push(Some(&packet), &mut frames)?;
+            }
             Ok(()) => continue,
             Err(ffmpeg::Error::Eof) => {
                 source.push(None, &mut frames)?;
@@ -426,6 +435,12 @@ fn scale(frame: &frame::Video, width: u32, height: u32) -> Result<frame::Video, 
 fn ssim(a: &frame::Video, b: &frame::Video) -> Result<f64, VerifyError> {
     let media = |e: ffmpeg::Error| VerifyError::Media(format!("ssim: {e}"));
     let mut graph = filter::Graph::new();
+    // SAFETY: the graph is valid and has no filters yet, when FFmpeg reads this; one thread
+    // keeps verification's cost on the thread that measures it.
+    #[allow(unsafe_code)]
+    unsafe {
+        (*graph.as_mut_ptr()).nb_threads = 1;
+    }
     let buffer = filter::find("buffer").ok_or_else(|| VerifyError::Media("no buffer".into()))?;
     let sink =
         filter::find("buffersink").ok_or_else(|| VerifyError::Media("no buffersink".into()))?;

@@ -37,7 +37,15 @@ pub async fn publish_demo(
     };
     let chain = state.chain.clone().ok_or_else(|| anyhow!("no chain"))?;
     let api = node_api(&state.ports, 1);
-    println!("publishing the demo video (public)");
+    if state.workers > 0 {
+        wait_for_workers(&api, state.workers).await?;
+        println!(
+            "publishing the demo video (public) through {} workers",
+            state.workers
+        );
+    } else {
+        println!("publishing the demo video (public)");
+    }
     let public = publish(cli, &api, &video, data, &["--title", "StreamGate demo"]).await?;
     println!("publishing the demo video (gated on StreamPass)");
     let gate = format!("erc721:{}:{}", chain.chain_id, chain.pass);
@@ -107,6 +115,26 @@ async fn make_demo_clip(data: &Path) -> anyhow::Result<PathBuf> {
     }
     std::fs::rename(&temp, &clip)?;
     Ok(clip)
+}
+
+/// Waits until node 1 has heard of `n` workers (their adverts take a few seconds).
+async fn wait_for_workers(api: &str, n: usize) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    for _ in 0..120 {
+        let known = match client.get(format!("{api}/api/v1/workers")).send().await {
+            Ok(response) => response
+                .json::<Vec<serde_json::Value>>()
+                .await
+                .map(|w| w.len())
+                .unwrap_or(0),
+            Err(_) => 0,
+        };
+        if known >= n {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    bail!("node-1 did not hear of the {n} workers within 60 s")
 }
 
 /// `streamgate --json publish`; the manifest id it printed.

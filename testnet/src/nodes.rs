@@ -79,6 +79,11 @@ pub async fn start_bootstrap(
     state.save(data)
 }
 
+/// Whether node `k` is one of the network's workers.
+pub fn is_worker(state: &State, k: usize) -> bool {
+    k > state.nodes.saturating_sub(state.workers)
+}
+
 /// The configuration node `k` runs with, from the network's state.
 fn node_config(state: &State, k: usize) -> anyhow::Result<NodeConfig> {
     let chain = state.chain.clone().ok_or_else(|| anyhow!("no chain"))?;
@@ -102,6 +107,7 @@ fn node_config(state: &State, k: usize) -> anyhow::Result<NodeConfig> {
     config.fetch.find_timeout_secs = 5;
     config.fetch.stall_timeout_secs = 3;
     config.access.public_origin = api;
+    config.worker.enabled = is_worker(state, k);
     config.chains = vec![ChainConfig {
         chain_id: chain.chain_id,
         rpc_urls: vec![chain.rpc_url],

@@ -16,6 +16,9 @@ pub struct State {
     pub supervisor_pid: Option<u32>,
     pub ready: bool,
     pub nodes: usize,
+    /// The last this many of the nodes volunteer as workers.
+    #[serde(default)]
+    pub workers: usize,
     pub ports: Ports,
     pub chain: Option<ChainState>,
     pub bootstrap_addr: Option<String>,

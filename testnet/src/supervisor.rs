@@ -30,6 +30,10 @@ pub struct UpArgs {
     /// Number of nodes.
     #[arg(long, default_value_t = 3)]
     pub nodes: usize,
+    /// Worker nodes started besides them (node N+1 on): they volunteer to transcode, and
+    /// the public demo video is transcoded by them.
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
     /// Folder for every process's data and logs; running `up` again on it resumes the network.
     #[arg(long, default_value = "./testnet-data")]
     pub data: PathBuf,
@@ -236,6 +240,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<bool> {
     if args.nodes == 0 || args.nodes > 32 {
         bail!("--nodes must be between 1 and 32");
     }
+    if args.workers > 16 {
+        bail!("--workers must be between 0 and 16");
+    }
+    let total = args.nodes + args.workers;
     std::fs::create_dir_all(args.data.join("logs"))?;
     let data = std::fs::canonicalize(&args.data)?;
     let mut state = State::load(&data)?;
@@ -267,7 +275,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<bool> {
         "the iroh relay (bootstrap port + 1)",
         "--bootstrap-port",
     )?;
-    for k in 1..=args.nodes {
+    for k in 1..=total {
         check_port_free(
             ports.first_api + k as u16 - 1,
             &format!("node-{k}'s API"),
@@ -276,7 +284,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<bool> {
     }
     state.supervisor_pid = Some(std::process::id());
     state.ready = false;
-    state.nodes = args.nodes;
+    state.nodes = total;
+    state.workers = args.workers;
     state.ports = ports;
     state.save(&data)?;
 
@@ -375,9 +384,17 @@ async fn start(
     state.save(data)?;
     chain::deploy_once(data, state).await?;
     nodes::start_bootstrap(data, state, children, &tools.bootstrap).await?;
-    for k in 1..=args.nodes {
+    for k in 1..=state.nodes {
         nodes::start_node(data, state, children, &tools.node, k).await?;
-        println!("node-{k} is up at {}", nodes::node_api(&state.ports, k));
+        let role = if nodes::is_worker(state, k) {
+            " (worker)"
+        } else {
+            ""
+        };
+        println!(
+            "node-{k}{role} is up at {}",
+            nodes::node_api(&state.ports, k)
+        );
     }
     if state.videos.is_none() {
         demo::publish_demo(args.video.as_deref(), data, state, &tools.cli).await?;

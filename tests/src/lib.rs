@@ -4,6 +4,7 @@
 //! its handle drops, so a failing test leaves nothing running.
 
 pub mod bench;
+pub mod browser;
 pub mod chain;
 pub mod home_network;
 pub mod media;

@@ -219,11 +219,13 @@ pub(crate) struct FrameSource {
 }
 
 impl FrameSource {
-    /// A decoder for `stream` (FFmpeg's default, or `decoder_name`), rotating by
-    /// `rotation` degrees clockwise and resampling to `fps`.
+    /// A decoder for `stream` (FFmpeg's default, or `decoder_name`) on `threads` threads
+    /// (0: as many as FFmpeg likes), rotating by `rotation` degrees clockwise and resampling
+    /// to `fps`.
     pub(crate) fn open(
         stream: &format::stream::Stream,
         decoder_name: Option<&str>,
+        threads: usize,
         rotation: i32,
         fps: Rational,
         extra_filter: Option<String>,
@@ -232,7 +234,7 @@ impl FrameSource {
             codec::Context::from_parameters(stream.parameters()).map_err(decode_err)?;
         context.set_threading(ffmpeg::threading::Config {
             kind: ffmpeg::threading::Type::Frame,
-            count: 0,
+            count: threads,
             ..Default::default()
         });
         let mut dec = context.decoder();
@@ -317,6 +319,16 @@ impl FrameSource {
         Ok(())
     }
 
+    /// Skips decoding frames no other frame refers to (while what is wanted is still far
+    /// ahead: verification then pays for the reference frames only), or stops skipping.
+    pub(crate) fn skip_unreferenced(&mut self, skip: bool) {
+        self.decoder.skip_frame(if skip {
+            ffmpeg::codec::discard::Discard::NonReference
+        } else {
+            ffmpeg::codec::discard::Discard::Default
+        });
+    }
+
     /// Seconds of source decoded so far.
     fn decoded_secs(&self) -> Option<f64> {
         let first = self.first_pts?;
@@ -383,6 +395,7 @@ impl Transcoder {
                 let source = FrameSource::open(
                     &stream,
                     config.video_decoder.as_deref(),
+                    0,
                     rotation,
                     fps,
                     config.extra_filter.clone(),

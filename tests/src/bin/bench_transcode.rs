@@ -25,7 +25,7 @@ use anyhow::{Context, bail};
 use streamgate_media::{TranscodeConfig, ladder::DEFAULT_LADDER, transcode_file};
 use streamgate_tests::{
     init_node_dir,
-    media::{ffmpeg, make_clip, served_file},
+    media::{make_clip, served_file},
     publish, start_node, test_config,
 };
 
@@ -54,36 +54,9 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A 1920x1080 30 fps source of `seconds` with a tone (not timed).
 fn make_source(path: &Path, seconds: u32) -> anyhow::Result<()> {
-    println!(
-        "bench-transcode: making a {seconds} s 1920x1080 30 fps source with a tone (not timed)"
-    );
-    let video = format!("testsrc2=size=1920x1080:rate=30:duration={seconds}");
-    let tone = format!("sine=frequency=440:sample_rate=48000:duration={seconds}");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &video,
-        "-f",
-        "lavfi",
-        "-i",
-        &tone,
-        "-c:v",
-        "libx264",
-        "-preset",
-        "fast",
-        "-crf",
-        "18",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "192k",
-        path.to_str().context("utf-8")?,
-    ])
+    print!("bench-transcode: ");
+    streamgate_tests::bench::make_1080p_source(path, seconds)
 }
 
 /// Wall time of the in-process pipeline and of the ffmpeg command, best of [`RUNS`].

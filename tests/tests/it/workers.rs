@@ -8,7 +8,9 @@ use std::{collections::HashSet, path::Path, time::Duration};
 
 use streamgate_api::config::NodeConfig;
 use streamgate_tests::{
-    Node, WorkerInfo, cli, http_client, init_node_dir, jobs,
+    Node, WorkerInfo,
+    browser::play_hls_rungs,
+    cli, http_client, init_node_dir, jobs,
     media::{decode_errors, make_clip, segment_starts_with_keyframe, video_frames},
     publish, start_bootstrap, start_node, test_config, wait_until,
 };
@@ -154,6 +156,29 @@ fn three_workers_transcode_a_video_in_parallel_and_it_plays_whole_from_another_n
         900,
         &root.path().join("scratch"),
     );
+    // And in Chromium with hls.js: every rung plays across both chunk borders (10 s, 20 s).
+    let viewer = &nodes[3].info.api_url;
+    let played = play_hls_rungs(
+        viewer,
+        &format!("{viewer}/hls/{}/master.m3u8", published.manifest_id),
+        &[10.0, 20.0],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let report = played["report"].as_array().expect("report");
+    assert_eq!(report.len(), 4, "two rungs, two borders: {played}");
+    for entry in report {
+        assert_eq!(entry["reached"], true, "{played}");
+        assert_eq!(entry["videoHeight"], entry["height"], "{played}");
+    }
+    assert!(
+        played["fatal"].as_array().is_some_and(Vec::is_empty),
+        "{played}"
+    );
+    assert!(
+        played["pageErrors"].as_array().is_some_and(Vec::is_empty),
+        "{played}"
+    );
+    assert!(played["mediaError"].is_null(), "{played}");
     let known = workers(&publisher.info.api_url);
     for w in known.iter().filter(|w| by.contains(w.peer_id.as_str())) {
         let standing = w.standing.as_ref().expect("a standing once it had a job");

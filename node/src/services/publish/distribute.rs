@@ -54,7 +54,8 @@ use crate::{
     },
 };
 
-/// Frames sampled from every job for the quality check.
+/// Frames sampled from every job for the quality check, all in one segment drawn at
+/// random (so the source is decoded once, up to that segment).
 const SAMPLES_PER_JOB: usize = 2;
 /// Jobs given to one worker at once, whatever slots it advertises.
 const MAX_JOBS_PER_WORKER: usize = 4;
@@ -103,6 +104,8 @@ enum Outcome {
         rungs: Vec<(SegmentRef, Vec<SegmentRef>)>,
         summaries: Vec<verify::RungSummary>,
         receipt: Option<Box<SignedReceipt>>,
+        /// CPU time the verification took here.
+        verify_cpu: Duration,
     },
     /// Not the worker's fault (busy, price): ask another.
     Refused(String),
@@ -126,10 +129,14 @@ async fn candidates(
         .filter(|a| a.node_key != me)
         .filter(|a| a.price_per_gigapixel <= u128::from(settings.max_worker_price_per_gigapixel))
         .filter(|a| a.decoders.iter().any(|d| d == codec))
-        .filter(|a| a.active_jobs < a.max_jobs)
+        // Slots as advertised; what is in use is counted here (an advert's load is up to a
+        // third of its lifetime old, and includes this node's own jobs). A worker busy
+        // with others' jobs refuses, and the chunk goes to someone else.
         .map(|a| {
-            let free = usize::from(a.max_jobs - a.active_jobs);
-            (a.node_key, free.clamp(1, MAX_JOBS_PER_WORKER))
+            (
+                a.node_key,
+                usize::from(a.max_jobs).clamp(1, MAX_JOBS_PER_WORKER),
+            )
         })
         .collect();
     // Best standing first; banned workers are left out.
@@ -353,6 +360,7 @@ impl Distribution<'_> {
                 segments: p.plan.frames.div_ceil(u64::from(gop)) as u32,
                 worker: None,
                 state: "waiting".into(),
+                verify_cpu_ms: 0,
             })
             .collect();
         (self.report)(progress.clone());
@@ -428,11 +436,12 @@ impl Distribution<'_> {
                 None => local_running = false,
             }
             match outcome {
-                Outcome::Accepted { .. } => {
+                Outcome::Accepted { verify_cpu, .. } => {
                     if let Some(key) = worker {
                         self.parts.standing.reward(key);
                     }
                     progress[index].state = "verified".into();
+                    progress[index].verify_cpu_ms = verify_cpu.as_millis() as u64;
                     done[index] = Some(outcome);
                 }
                 Outcome::Refused(reason) => {
@@ -467,6 +476,7 @@ impl Distribution<'_> {
                     rungs,
                     summaries,
                     receipt,
+                    ..
                 }) => {
                     outputs.push((rungs, summaries));
                     receipts.push(receipt.map(|r| *r));
@@ -576,6 +586,7 @@ impl JobRun {
             rungs: refs,
             summaries,
             receipt: None,
+            verify_cpu: Duration::ZERO,
         }
     }
 
@@ -640,10 +651,11 @@ impl JobRun {
             Err(e) => return Outcome::Failed(Failure::Corrupt, format!("bad reply: {e}")),
         };
         match self.verify_remote(planned, &offer, key, &receipt).await {
-            Ok((rungs, summaries)) => Outcome::Accepted {
+            Ok((rungs, summaries, verify_cpu)) => Outcome::Accepted {
                 rungs,
                 summaries,
                 receipt: Some(Box::new(receipt)),
+                verify_cpu,
             },
             Err(reason) => Outcome::Failed(Failure::Corrupt, reason),
         }
@@ -657,10 +669,29 @@ impl JobRun {
         offer: &JobOffer,
         key: ProviderKey,
         receipt: &SignedReceipt,
-    ) -> Result<(Vec<(SegmentRef, Vec<SegmentRef>)>, Vec<verify::RungSummary>), String> {
+    ) -> Result<
+        (
+            Vec<(SegmentRef, Vec<SegmentRef>)>,
+            Vec<verify::RungSummary>,
+            Duration,
+        ),
+        String,
+    > {
         receipt
             .verify_for(offer, &key, unix_now())
             .map_err(|e| e.to_string())?;
+        // Sizes first: a worker may not make this node fetch more than the rungs' bitrates
+        // allow (x264 keeps a segment within about twice its share; four times is allowed).
+        let segment_secs = f64::from(job_gop_secs(&planned.job));
+        for (output, rung) in receipt.receipt.rungs.iter().zip(&planned.job.rungs) {
+            let limit = (rung.video_bitrate as f64 / 8.0 * segment_secs * 4.0) as u64 + 64 * 1024;
+            if let Some(big) = output.segments.iter().find(|s| s.size > limit) {
+                return Err(format!(
+                    "rung {}: a segment of {} bytes, more than its bitrate allows ({limit})",
+                    rung.id, big.size
+                ));
+            }
+        }
         if let Some(record) = &receipt.receipt.worker_record {
             self.parts.data_plane.learn(record);
         }
@@ -680,11 +711,15 @@ impl JobRun {
         let job = planned.job.clone();
         let references = self.references.clone();
         let chunk_path = planned.chunk_path.clone();
+        let segment = rand::random_range(0..job.frames.div_ceil(job.gop.max(1)));
+        let first = segment * job.gop;
+        let last = (first + job.gop).min(job.frames);
         let mut samples: Vec<u64> = (0..SAMPLES_PER_JOB)
-            .map(|_| rand::random_range(0..job.frames.max(1)))
+            .map(|_| rand::random_range(first..last.max(first + 1)))
             .collect();
         samples.sort_unstable();
-        let summaries = tokio::task::spawn_blocking(move || {
+        let (summaries, verify_cpu) = tokio::task::spawn_blocking(move || {
+            let started = thread_cpu_time();
             let summaries = check_all(&job, &references, &rungs)?;
             let outputs: Vec<(&[u8], &[Vec<u8>])> = rungs
                 .iter()
@@ -692,7 +727,7 @@ impl JobRun {
                 .collect();
             let scores = verify::sample_quality(&chunk_path, &job, None, &samples, &outputs)?;
             verify::judge(&job, &samples, &scores)?;
-            Ok::<_, VerifyError>(summaries)
+            Ok::<_, VerifyError>((summaries, thread_cpu_time().saturating_sub(started)))
         })
         .await
         .map_err(|e| e.to_string())?
@@ -703,7 +738,7 @@ impl JobRun {
             .iter()
             .map(|r| (r.init, r.segments.clone()))
             .collect();
-        Ok((refs, summaries))
+        Ok((refs, summaries, verify_cpu))
     }
 
     /// One output, from the worker that made it.
@@ -726,6 +761,11 @@ impl JobRun {
             .map(|b| b.to_vec())
             .map_err(|e| format!("output {}: {e}", output.hash.short()))
     }
+}
+
+/// Seconds per segment of a job.
+fn job_gop_secs(job: &ChunkJob) -> f32 {
+    job.gop as f32 * job.fps.1.max(1) as f32 / job.fps.0.max(1) as f32
 }
 
 /// The structure of every rung of a job's output.
@@ -754,4 +794,22 @@ fn check_all(
             )
         })
         .collect()
+}
+
+/// CPU time of the calling thread (verification runs on one).
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the pointer it is given.
+    #[allow(unsafe_code)]
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } == 0;
+    if !ok {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        now.tv_sec.max(0) as u64,
+        now.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
