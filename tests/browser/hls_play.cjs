@@ -56,6 +56,15 @@ async function playEveryRung({ master, borders }) {
   const report = [];
   for (let level = 0; level < hls.levels.length; level++) {
     hls.currentLevel = level;
+    // Play from the start until the rung's own frames are on screen, then to each border.
+    video.currentTime = 0;
+    await video.play().catch(() => {});
+    const height = hls.levels[level].height;
+    const switched = await until(() => video.videoHeight === height && video.currentTime > 0.2, 20000);
+    if (!switched) {
+      report.push({ level, height, border: 0, reached: false, videoHeight: video.videoHeight });
+      continue;
+    }
     for (const border of borders) {
       video.currentTime = Math.max(0, border - 1);
       await video.play().catch(() => {});

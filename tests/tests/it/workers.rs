@@ -23,16 +23,43 @@ fn worker_config(cheat: Option<&str>) -> NodeConfig {
     config
 }
 
-/// Starts one node per configuration in `root/<name>`.
+/// Starts one node per configuration in `root/<name>`, at a lower CPU priority (as a
+/// volunteer would run them), so that their transcoding does not starve the tests that run
+/// beside these and wait for answers in time.
 fn start_all(root: &Path, entry: &[String], nodes: &[(&str, NodeConfig)]) -> Vec<Node> {
     nodes
         .iter()
         .map(|(name, config)| {
             let dir = root.join(name);
             init_node_dir(&dir, config).expect("init");
-            start_node(&dir, entry).expect("node")
+            let node = start_node(&dir, entry).expect("node");
+            if let Some(child) = &node.child {
+                lower_priority(child.id());
+            }
+            node
         })
         .collect()
+}
+
+/// Nice 10 for every thread of `pid` (threads they start later inherit it).
+fn lower_priority(pid: u32) {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return;
+    };
+    for task in tasks.flatten() {
+        if let Some(tid) = task
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<u32>().ok())
+        {
+            // SAFETY: setpriority takes plain integers; a thread that is gone is an error
+            // we ignore.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+            }
+        }
+    }
 }
 
 /// Waits until `publisher` knows `n` workers.
@@ -165,7 +192,7 @@ fn three_workers_transcode_a_video_in_parallel_and_it_plays_whole_from_another_n
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let report = played["report"].as_array().expect("report");
-    assert_eq!(report.len(), 4, "two rungs, two borders: {played}");
+    assert_eq!(report.len(), 4, "two rungs, two borders each: {played}");
     for entry in report {
         assert_eq!(entry["reached"], true, "{played}");
         assert_eq!(entry["videoHeight"], entry["height"], "{played}");
