@@ -493,7 +493,13 @@ fn every_error_is_json_and_never_echoes_unbounded_input() {
         ),
     ];
     for (request, expected) in cases {
-        let response = runtime.block_on(request.send()).expect("send");
+        let response = match runtime.block_on(request.send()) {
+            Ok(response) => response,
+            // The node answers 413 and closes before the client has written the whole
+            // oversized body; under load the client may see only the broken pipe.
+            Err(e) if expected == 413 && e.is_request() => continue,
+            Err(e) => panic!("send: {e:?}"),
+        };
         assert_eq!(response.status(), expected);
         assert!(
             response.headers()["content-type"]
