@@ -133,11 +133,7 @@ impl ManifestBuilder {
                 segments: self.segments.get(i).cloned().unwrap_or_default(),
             });
         }
-        let duration_ms = tracks
-            .iter()
-            .map(|t| (t.duration_secs() * 1000.0).round() as u64)
-            .max()
-            .unwrap_or(0);
+        let duration_ms = streamgate_protocol::manifest::Track::longest_ms(&tracks);
         let manifest = Manifest {
             title: title.to_string(),
             created_at,

@@ -242,18 +242,7 @@ pub fn validate(config: &Config, path: &str) -> Result<(), ConfigError> {
     if let Err(e) = streamgate_media::ladder::parse_ladder(&config.transcode.ladder) {
         return Err(invalid("transcode.ladder", &e.to_string()));
     }
-    const PRESETS: [&str; 9] = [
-        "ultrafast",
-        "superfast",
-        "veryfast",
-        "faster",
-        "fast",
-        "medium",
-        "slow",
-        "slower",
-        "veryslow",
-    ];
-    if !PRESETS.contains(&config.transcode.preset.as_str()) {
+    if !streamgate_protocol::job::PRESETS.contains(&config.transcode.preset.as_str()) {
         return Err(invalid(
             "transcode.preset",
             "must be an x264 preset such as veryfast",

@@ -279,6 +279,15 @@ impl Track {
     }
 
     /// Total duration in seconds.
+    /// The manifest's `duration_ms` for these tracks: the longest one's.
+    pub fn longest_ms(tracks: &[Track]) -> u64 {
+        tracks
+            .iter()
+            .map(|t| (t.duration_secs() * 1000.0).round() as u64)
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn duration_secs(&self) -> f64 {
         let ticks: u64 = self.segments.iter().map(|s| s.duration).sum();
         ticks as f64 / f64::from(self.timescale)

@@ -628,11 +628,7 @@ impl Publisher {
             tracks.extend(audio_manifest.tracks);
             blobs.extend(audio.blobs);
         }
-        let duration_ms = tracks
-            .iter()
-            .map(|t| (t.duration_secs() * 1000.0).round() as u64)
-            .max()
-            .unwrap_or(0);
+        let duration_ms = streamgate_protocol::manifest::Track::longest_ms(&tracks);
         let manifest = streamgate_protocol::Manifest {
             title: title.to_string(),
             created_at,
