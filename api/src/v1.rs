@@ -420,6 +420,28 @@ pub struct PinAccepted {
     pub blobs: usize,
 }
 
+/// `POST /api/v1/manifests/{id}/segments/{index}/report`: a problem found in a video
+/// segment a worker made (bad picture, wrong frames), which lowers that worker's standing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentReport {
+    /// What is wrong, in at most 256 printable ASCII characters.
+    pub reason: String,
+}
+
+/// The answer to a [`SegmentReport`]: who made the segment, proven by its signed receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentReported {
+    /// The worker's libp2p peer id.
+    pub worker: String,
+    /// The run of segments its receipt covers (every video rung of them).
+    pub first_segment: u32,
+    pub segments: u32,
+    /// The receipt blob, which lists the hash of every segment it made.
+    pub receipt: ContentHash,
+    /// The worker's standing on this node after the report.
+    pub standing: Option<ProviderStanding>,
+}
+
 /// `GET /api/v1/auth/nonce`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NonceResponse {

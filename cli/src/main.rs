@@ -13,7 +13,7 @@ use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use streamgate_api::{
     cli::Fetched,
-    v1::{Added, ErrorBody, JobView, NodeStatus, WorkerInfo},
+    v1::{Added, ErrorBody, JobView, NodeStatus, SegmentReport, SegmentReported, WorkerInfo},
 };
 use streamgate_protocol::ContentHash;
 
@@ -129,6 +129,18 @@ enum Command {
     Info { id: String },
     /// Stop a queued or running publishing job; it ends as cancelled and announces nothing.
     Cancel { job_id: String },
+    /// Report a bad video segment found after publishing: the node traces it, through the
+    /// manifest's work record and the receipt the worker signed, to the worker that made it,
+    /// and lowers that worker's standing.
+    Report {
+        /// The video's manifest id.
+        id: String,
+        /// The segment's index (0 is the first), the same in every video rung.
+        segment: u32,
+        /// What is wrong with it.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -257,6 +269,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Info { id } => publish::info(&client, &base, &id, cli.json).await,
         Command::Cancel { job_id } => cancel(&client, &base, &job_id, cli.json).await,
+        Command::Report {
+            id,
+            segment,
+            reason,
+        } => report(&client, &base, &id, segment, reason, cli.json).await,
     }
 }
 
@@ -549,6 +566,36 @@ async fn cancel(
         println!("{}", serde_json::to_string(&job)?);
     } else {
         println!("cancelling job {} ({})", job.id, job.title);
+    }
+    Ok(())
+}
+
+async fn report(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    segment: u32,
+    reason: String,
+    json: bool,
+) -> anyhow::Result<()> {
+    let url = format!("{base}/api/v1/manifests/{id}/segments/{segment}/report");
+    let request = client.post(url).json(&SegmentReport { reason });
+    let reported: SegmentReported = parse(send(request, base).await?).await?;
+    if json {
+        println!("{}", serde_json::to_string(&reported)?);
+        return Ok(());
+    }
+    let last = reported.first_segment + reported.segments.saturating_sub(1);
+    println!(
+        "segment {segment} was made by worker {} (segments {}-{last}, receipt {})",
+        reported.worker, reported.first_segment, reported.receipt
+    );
+    if let Some(standing) = reported.standing {
+        println!(
+            "its standing here: score {}{}",
+            standing.score,
+            if standing.banned { ", banned" } else { "" }
+        );
     }
     Ok(())
 }

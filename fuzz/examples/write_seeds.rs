@@ -16,7 +16,7 @@ use streamgate_fuzz::{SEED_NOW, signing_key, with_now};
 use streamgate_protocol::{
     Announcement, ContentHash, Manifest, NodeRecord, SignedManifest,
     access::{Encryption, EncryptionMethod, WrappedKey},
-    manifest::{AudioParams, SegmentRef, Track, TrackKind, VideoParams},
+    manifest::{AudioParams, SegmentRef, Track, TrackKind, VideoParams, WorkRecord},
     worker::{Gpu, WorkMode, WorkerAdvert},
 };
 use streamgate_swarm::{identity::peer_id_of, records::node_record_key};
@@ -140,6 +140,26 @@ fn main() -> std::io::Result<()> {
     }
     .sign(signing_key());
     write("job_message", "offer", &with_now(SEED_NOW, &offer.encode()))?;
+    let output = |n: u8| SegmentRef {
+        hash: ContentHash::of(&[n]),
+        size: 90_000,
+        duration: 0,
+    };
+    let receipt = streamgate_protocol::job::Receipt {
+        job_id: offer.offer.job_id,
+        worker: signing_key().verifying_key().to_bytes(),
+        publisher: offer.offer.publisher,
+        chunk: offer.offer.chunk,
+        issued_at: SEED_NOW + 60,
+        rungs: vec![streamgate_protocol::job::RungOutput {
+            id: "720p".into(),
+            init: output(0),
+            segments: (1..=5).map(output).collect(),
+        }],
+        worker_record: Some(full_record.clone()),
+    }
+    .sign(signing_key());
+    write("job_message", "receipt", &with_now(SEED_NOW, &receipt.encode()))?;
     let refused = streamgate_protocol::job::JobReply::Refused("busy".into());
     write("job_message", "refused", &with_now(SEED_NOW, &refused.encode()))?;
 
@@ -286,5 +306,14 @@ fn manifest() -> Manifest {
         ],
         access: None,
         encryption: None,
+        work: vec![WorkRecord {
+            first_segment: 1,
+            segments: 1,
+            worker: signing_key().verifying_key().to_bytes(),
+            receipt: SegmentRef {
+                duration: 0,
+                ..segment(6)
+            },
+        }],
     }
 }

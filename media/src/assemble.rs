@@ -142,6 +142,7 @@ impl ManifestBuilder {
             tracks,
             access: None,
             encryption: None,
+            work: Vec::new(),
         };
         manifest
             .validate()

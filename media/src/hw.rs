@@ -191,8 +191,25 @@ fn probe_device(name: &str) -> Probe {
     }
 }
 
+/// How many `name` encoders open at once, up to `max`: consumer NVIDIA cards cap
+/// concurrent NVENC sessions, and a worker must not take more jobs than it can encode.
+pub fn encode_sessions(name: &str, max: u16) -> u16 {
+    let mut open = Vec::new();
+    while open.len() < usize::from(max) {
+        match open_encoder_context(name) {
+            Ok(encoder) => open.push(encoder),
+            Err(_) => break,
+        }
+    }
+    open.len() as u16
+}
+
 /// Opens an H.264/HEVC encoder at 256x144, which any working encoder accepts.
 fn open_encoder(name: &str) -> Result<(), String> {
+    open_encoder_context(name).map(|_| ())
+}
+
+fn open_encoder_context(name: &str) -> Result<encoder::Video, String> {
     let codec = encoder::find_by_name(name).ok_or("not compiled into FFmpeg")?;
     let mut enc = codec::Context::new_with_codec(codec)
         .encoder()
@@ -202,7 +219,7 @@ fn open_encoder(name: &str) -> Result<(), String> {
     enc.set_height(144);
     enc.set_format(format::Pixel::YUV420P);
     enc.set_time_base(Rational(1, 30));
-    enc.open_as(codec).map(|_| ()).map_err(|e| e.to_string())
+    enc.open_as(codec).map_err(|e| e.to_string())
 }
 
 fn open_decoder(name: &str) -> Result<(), String> {

@@ -20,6 +20,7 @@ pub mod hw;
 pub mod ladder;
 pub mod playlist;
 pub mod probe;
+pub mod speed;
 pub mod transcode;
 pub mod verify;
 

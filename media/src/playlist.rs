@@ -255,6 +255,7 @@ mod tests {
             tracks,
             access: None,
             encryption: None,
+            work: Vec::new(),
         }
     }
 

@@ -271,19 +271,38 @@ pub fn sample_quality(
     outputs: &[(&[u8], &[Vec<u8>])],
 ) -> Result<Vec<Vec<Score>>, VerifyError> {
     let references = source_frames(chunk, job, decoder_name, samples)?;
-    let mut scores = Vec::new();
-    for (sample, reference) in samples.iter().zip(&references) {
-        let mut row = Vec::new();
-        for (rung, (init, segments)) in job.rungs.iter().zip(outputs) {
-            let segment = (sample / job.gop.max(1)) as usize;
-            let within = sample % job.gop.max(1);
-            let bytes = segments.get(segment).ok_or_else(|| {
+    let gop = job.gop.max(1);
+    // Each rung's output is decoded once per segment sampled, for every sample in it.
+    let mut outputs_at: Vec<Vec<Option<frame::Video>>> =
+        vec![vec![None; job.rungs.len()]; samples.len()];
+    for (r, (rung, (init, segments))) in job.rungs.iter().zip(outputs).enumerate() {
+        let mut segment_indexes: Vec<u64> = samples.iter().map(|s| s / gop).collect();
+        segment_indexes.sort_unstable();
+        segment_indexes.dedup();
+        for segment in segment_indexes {
+            let bytes = segments.get(segment as usize).ok_or_else(|| {
                 VerifyError::Media(format!("no segment {segment} in rung {}", rung.id))
             })?;
-            let output = output_frame(init, bytes, within).map_err(|e| VerifyError::Structure {
-                rung: rung.id.clone(),
-                reason: format!("frame {sample} does not decode: {e}"),
-            })?;
+            let in_segment: Vec<usize> = (0..samples.len())
+                .filter(|&i| samples[i] / gop == segment)
+                .collect();
+            let within: Vec<u64> = in_segment.iter().map(|&i| samples[i] % gop).collect();
+            let frames =
+                output_frames(init, bytes, &within).map_err(|e| VerifyError::Structure {
+                    rung: rung.id.clone(),
+                    reason: format!("segment {segment} does not decode to its frames: {e}"),
+                })?;
+            for (i, f) in in_segment.into_iter().zip(frames) {
+                outputs_at[i][r] = Some(f);
+            }
+        }
+    }
+    let mut scores = Vec::new();
+    for (reference, outputs) in references.iter().zip(outputs_at) {
+        let mut row = Vec::new();
+        for (rung, output) in job.rungs.iter().zip(outputs) {
+            let output =
+                output.ok_or_else(|| VerifyError::Media("a sample was not decoded".into()))?;
             let scaled = scale(reference, rung.width, rung.height)?;
             let half = scale(
                 &scale(reference, (rung.width / 2).max(2), (rung.height / 2).max(2))?,
@@ -321,18 +340,28 @@ fn source_frames(
         .map(|s| job.origin + (job.first_frame + s) as i64)
         .collect();
     let last = wanted.iter().copied().max().unwrap_or(i64::MIN);
-    // Frames more than a second before the first one wanted only need decoding if others
-    // refer to them.
-    let first_wanted_secs = wanted.iter().copied().min().unwrap_or(0) as f64 / f64::from(fps);
+    let wanted_secs: Vec<f64> = wanted.iter().map(|&w| w as f64 / f64::from(fps)).collect();
+    let first_wanted_secs = wanted_secs.iter().copied().fold(f64::INFINITY, f64::min);
+    // Nothing before the last keyframe ahead of the first frame wanted is needed.
+    let start = decode_start(chunk, index, first_wanted_secs - SAMPLE_WINDOW_SECS)?;
     let mut found: Vec<Option<frame::Video>> = vec![None; wanted.len()];
     let mut frames = Vec::new();
     let mut ended = false;
+    let mut ordinal = 0u64;
     while !ended && found.iter().any(Option::is_none) {
         let mut packet = Packet::empty();
         match packet.read(&mut input) {
             Ok(()) if packet.stream() == index => {
+                ordinal += 1;
+                if ordinal <= start {
+                    continue;
+                }
+                // Frames away from the samples only need decoding if others refer to them.
                 let at = packet.pts().or(packet.dts()).unwrap_or(0) as f64 * f64::from(tb);
-                source.skip_unreferenced(at < first_wanted_secs - 1.0);
+                let near = wanted_secs
+                    .iter()
+                    .any(|w| (at - w).abs() <= SAMPLE_WINDOW_SECS);
+                source.skip_unreferenced(!near);
                 source.push(Some(&packet), &mut frames)?;
             }
             Ok(()) => continue,
@@ -363,8 +392,50 @@ fn source_frames(
         .collect()
 }
 
-/// The `within`-th frame (in presentation order) of one media segment.
-fn output_frame(init: &[u8], segment: &[u8], within: u64) -> Result<frame::Video, MediaError> {
+/// Source frames this close (in seconds) to a sampled frame are all decoded; the frame-rate
+/// conversion picks a sample from among them.
+const SAMPLE_WINDOW_SECS: f64 = 0.25;
+
+/// Ordinal (among the video stream's packets) of the last keyframe at or before
+/// `before_secs`, found by demuxing alone; 0 when the first is after it.
+fn decode_start(
+    chunk: &std::path::Path,
+    stream_index: usize,
+    before_secs: f64,
+) -> Result<u64, VerifyError> {
+    let mut input = probe::open_input(chunk)?;
+    let tb = input
+        .stream(stream_index)
+        .map(|s| s.time_base())
+        .ok_or_else(|| VerifyError::Media("the chunk has no video".into()))?;
+    let (mut ordinal, mut start) = (0u64, 0u64);
+    loop {
+        let mut packet = Packet::empty();
+        match packet.read(&mut input) {
+            Ok(()) if packet.stream() == stream_index => {
+                if packet.is_key() {
+                    let at = packet.pts().or(packet.dts()).unwrap_or(0) as f64 * f64::from(tb);
+                    if at > before_secs {
+                        break;
+                    }
+                    start = ordinal;
+                }
+                ordinal += 1;
+            }
+            Ok(()) => {}
+            Err(ffmpeg::Error::Eof) => break,
+            Err(e) => return Err(VerifyError::Media(e.to_string())),
+        }
+    }
+    Ok(start)
+}
+
+/// The `within[i]`-th frames (in presentation order) of one media segment, in that order.
+fn output_frames(
+    init: &[u8],
+    segment: &[u8],
+    within: &[u64],
+) -> Result<Vec<frame::Video>, MediaError> {
     let mut bytes = Vec::with_capacity(init.len() + segment.len());
     bytes.extend_from_slice(init);
     bytes.extend_from_slice(segment);
@@ -377,18 +448,22 @@ fn output_frame(init: &[u8], segment: &[u8], within: u64) -> Result<frame::Video
     let mut decoder = ffmpeg::codec::Context::from_parameters(stream.parameters())
         .and_then(|c| c.decoder().video())
         .map_err(|e| MediaError::Decode(e.to_string()))?;
+    let last = within.iter().copied().max().unwrap_or(0);
+    let mut found: Vec<Option<frame::Video>> = vec![None; within.len()];
     let mut seen = 0u64;
     let mut decoded = frame::Video::empty();
-    let mut take = |decoder: &mut decoder::Video| -> Option<frame::Video> {
-        while decoder.receive_frame(&mut decoded).is_ok() {
-            if seen == within {
-                return Some(std::mem::replace(&mut decoded, frame::Video::empty()));
+    // Whether every wanted frame is in.
+    let mut take = |decoder: &mut decoder::Video| -> bool {
+        while seen <= last && decoder.receive_frame(&mut decoded).is_ok() {
+            for (slot, _) in found.iter_mut().zip(within).filter(|(_, w)| **w == seen) {
+                *slot = Some(decoded.clone());
             }
             seen += 1;
         }
-        None
+        seen > last
     };
-    loop {
+    let mut complete = false;
+    while !complete {
         let mut packet = Packet::empty();
         match packet.read(&mut input) {
             Ok(()) if packet.stream() == index => {
@@ -401,16 +476,18 @@ fn output_frame(init: &[u8], segment: &[u8], within: u64) -> Result<frame::Video
                 decoder
                     .send_eof()
                     .map_err(|e| MediaError::Decode(e.to_string()))?;
-                return take(&mut decoder).ok_or_else(|| {
-                    MediaError::Decode(format!("the segment has no frame {within}"))
-                });
+                take(&mut decoder);
+                break;
             }
             Err(e) => return Err(MediaError::Decode(e.to_string())),
         }
-        if let Some(f) = take(&mut decoder) {
-            return Ok(f);
-        }
+        complete = take(&mut decoder);
     }
+    found
+        .into_iter()
+        .zip(within)
+        .map(|(f, w)| f.ok_or_else(|| MediaError::Decode(format!("the segment has no frame {w}"))))
+        .collect()
 }
 
 /// `frame` scaled to `width`x`height` in yuv420p, as the encoder's input was.

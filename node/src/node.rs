@@ -233,6 +233,7 @@ impl Node {
             if let Some(inbound) = inbound {
                 tokio::spawn(volunteer.clone().serve(inbound));
             }
+            tokio::spawn(volunteer.clone().measure());
             tokio::spawn(worker::advertise(volunteer, self.swarm.clone()));
         } else if let Ok(mut inbound) = self.inbound_jobs.lock() {
             // Offers are refused at once ("this node takes no jobs").

@@ -340,6 +340,23 @@ impl Receipt {
 }
 
 impl SignedReceipt {
+    pub fn encode(&self) -> Vec<u8> {
+        wire::encode(VERSION, self)
+    }
+
+    /// Decodes a receipt kept after its job (a manifest's work record names it) and checks
+    /// it is signed by the worker it names.
+    pub fn decode_signed(bytes: &[u8]) -> Result<Self, JobError> {
+        let signed: Self = wire::decode("receipt", VERSION, MAX_JOB_MESSAGE_BYTES, bytes)?;
+        verify_signed(
+            RECEIPT_DOMAIN,
+            &signed.receipt,
+            &signed.receipt.worker,
+            &signed.signature,
+        )?;
+        Ok(signed)
+    }
+
     /// Checks the receipt answers `offer`, from `worker`, and is signed by it: the rungs
     /// asked for, in order, each with the job's number of segments, within size limits.
     pub fn verify_for(
@@ -503,6 +520,15 @@ mod tests {
         };
         back.verify_for(&signed.offer, &worker, 1_200)
             .expect("receipt");
+        // Kept after the job, a receipt still proves who signed it, and nothing else does.
+        let kept = SignedReceipt::decode_signed(&back.encode()).expect("kept receipt");
+        assert_eq!(kept, *back);
+        let mut forged = *back;
+        forged.receipt.rungs[0].segments[0].hash = ContentHash::of(b"other");
+        assert_eq!(
+            SignedReceipt::decode_signed(&forged.encode()),
+            Err(JobError::BadSignature)
+        );
     }
 
     #[test]
@@ -571,6 +597,7 @@ mod tests {
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..5000)) {
             let _ = SignedJobOffer::decode_verified(&bytes, 1_001);
             let _ = JobReply::decode(&bytes);
+            let _ = SignedReceipt::decode_signed(&bytes);
         }
     }
 }

@@ -17,7 +17,8 @@ use crate::{
     wire::{self, DecodeError},
 };
 
-const VERSION: u8 = 1;
+/// 2: the manifest records which worker made which segments ([`WorkRecord`]).
+const VERSION: u8 = 2;
 const SIGNING_DOMAIN: &[u8] = b"streamgate/manifest/v1\0";
 const KEY_BINDING_CONTEXT: &str = "streamgate 2026-12-01 manifest key binding v1";
 
@@ -52,6 +53,23 @@ pub struct Manifest {
     pub access: Option<AccessPolicy>,
     /// How media segments are encrypted; present exactly when `access` is.
     pub encryption: Option<Encryption>,
+    /// Which volunteered worker made which video segments, in segment order; segments no
+    /// record covers were made by the publishing node itself.
+    pub work: Vec<WorkRecord>,
+}
+
+/// A run of video segments (of every video rung) made by a worker, and the worker's signed
+/// receipt for them, kept as a blob so a problem found later can be traced to its maker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkRecord {
+    pub first_segment: u32,
+    pub segments: u32,
+    /// The worker's Ed25519 node key, which signed the receipt.
+    #[serde(with = "crate::content::hex_key")]
+    pub worker: [u8; 32],
+    /// The blob holding the worker's [`SignedReceipt`](crate::job::SignedReceipt); its
+    /// duration is 0.
+    pub receipt: SegmentRef,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,6 +169,7 @@ impl Manifest {
             }
             track.validate()?;
         }
+        self.validate_work()?;
         match (&self.access, &self.encryption) {
             (None, None) => {}
             (Some(access), Some(encryption)) => {
@@ -198,11 +217,54 @@ impl Manifest {
         self.tracks.iter().find(|t| t.id == id)
     }
 
-    /// Every blob the manifest refers to: init and media segments of every track.
+    /// Every blob the manifest refers to: init and media segments of every track, and the
+    /// workers' receipts.
     pub fn blobs(&self) -> impl Iterator<Item = &SegmentRef> {
         self.tracks
             .iter()
             .flat_map(|t| std::iter::once(&t.init).chain(t.segments.iter()))
+            .chain(self.work.iter().map(|w| &w.receipt))
+    }
+
+    /// The work record covering video segment `index`, if a worker made it.
+    pub fn made_by(&self, index: u32) -> Option<&WorkRecord> {
+        self.work
+            .iter()
+            .find(|w| (w.first_segment..w.first_segment + w.segments).contains(&index))
+    }
+
+    /// Records are in segment order, do not overlap, and cover segments every video rung has.
+    fn validate_work(&self) -> Result<(), ManifestError> {
+        let invalid = |msg: String| Err(ManifestError::Invalid(format!("work records: {msg}")));
+        let video_segments = self
+            .tracks
+            .iter()
+            .filter(|t| t.kind == TrackKind::Video)
+            .map(|t| t.segments.len() as u64)
+            .min()
+            .unwrap_or(0);
+        let mut next = 0u64;
+        for (i, record) in self.work.iter().enumerate() {
+            let first = u64::from(record.first_segment);
+            let end = first + u64::from(record.segments);
+            if record.segments == 0 {
+                return invalid(format!("record {i} covers no segment"));
+            }
+            if first < next {
+                return invalid(format!("record {i} overlaps or precedes the one before"));
+            }
+            if end > video_segments {
+                return invalid(format!(
+                    "record {i} runs to segment {end}; the video rungs have {video_segments}"
+                ));
+            }
+            let size = record.receipt.size;
+            if size == 0 || size > crate::limits::MAX_JOB_MESSAGE_BYTES as u64 {
+                return invalid(format!("record {i}: a receipt of {size} bytes"));
+            }
+            next = end;
+        }
+        Ok(())
     }
 }
 
@@ -387,6 +449,7 @@ pub(crate) mod tests {
             ],
             access: None,
             encryption: None,
+            work: Vec::new(),
         }
     }
 
@@ -429,6 +492,52 @@ pub(crate) mod tests {
             bad.sign(&key).verify(),
             Err(ManifestError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn work_records_must_be_in_order_disjoint_and_within_the_video() {
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let record = |first_segment, segments| WorkRecord {
+            first_segment,
+            segments,
+            worker: [5; 32],
+            receipt: SegmentRef {
+                hash: ContentHash::of(b"receipt"),
+                size: 900,
+                duration: 0,
+            },
+        };
+        let mut traced = sample(&key);
+        traced.work = vec![record(0, 1), record(1, 1)];
+        let signed = traced.clone().sign(&key);
+        let back = SignedManifest::decode_verified(&signed.encode()).expect("valid");
+        assert_eq!(
+            back.manifest.blobs().count(),
+            8,
+            "receipts are blobs of the manifest"
+        );
+        assert_eq!(traced.made_by(1).map(|w| w.first_segment), Some(1));
+        assert_eq!(traced.made_by(2), None);
+        let empty_receipt = WorkRecord {
+            receipt: SegmentRef {
+                size: 0,
+                ..record(0, 1).receipt
+            },
+            ..record(0, 1)
+        };
+        for bad in [
+            vec![record(0, 0)],
+            vec![record(1, 1), record(0, 1)],
+            vec![record(0, 2), record(1, 1)],
+            vec![record(1, 2)],
+            vec![empty_receipt],
+        ] {
+            let mut m = sample(&key);
+            m.work = bad;
+            assert!(
+                matches!(m.sign(&key).verify(), Err(ManifestError::Invalid(msg)) if msg.contains("work records"))
+            );
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! | `GET /api/v1/manifests` | every [`ManifestSummary`] |
 //! | `GET /api/v1/manifests/{id}` | [`ManifestView`] (fetched from the swarm if needed) |
 //! | `POST /api/v1/manifests/{id}/pin` | 202 [`PinAccepted`]; every blob is fetched and kept |
+//! | `POST /api/v1/manifests/{id}/segments/{index}/report` [`SegmentReport`] | [`SegmentReported`]; the worker that made it loses standing |
 
 use std::sync::Arc;
 
@@ -20,7 +21,9 @@ use axum::{
 };
 use streamgate_api::v1::{
     JobView, ManifestSummary, ManifestView, PinAccepted, PublishAccepted, PublishRequest,
+    SegmentReport, SegmentReported,
 };
+use streamgate_protocol::{job::MAX_REASON_BYTES, manifest::TrackKind, reputation::Failure};
 
 use super::{ApiError, parse_hash};
 use crate::node::Node;
@@ -40,6 +43,10 @@ pub fn operator_routes() -> Router<Arc<Node>> {
         .route("/api/v1/jobs/{id}", get(job))
         .route("/api/v1/jobs/{id}/cancel", post(cancel))
         .route("/api/v1/manifests/{id}/pin", post(pin))
+        .route(
+            "/api/v1/manifests/{id}/segments/{index}/report",
+            post(report_segment),
+        )
 }
 
 async fn publish(
@@ -95,4 +102,56 @@ async fn pin(
     let id = parse_hash(&id, "bad_hash")?;
     let blobs = node.library.pin(id).await?;
     Ok((StatusCode::ACCEPTED, Json(PinAccepted { id, blobs })))
+}
+
+/// A problem found in a segment after publishing: traced through the manifest's work
+/// record to the worker whose signed receipt lists it, and counted against that worker.
+async fn report_segment(
+    State(node): State<Arc<Node>>,
+    Path((id, index)): Path<(String, u32)>,
+    Json(report): Json<SegmentReport>,
+) -> Result<Json<SegmentReported>, ApiError> {
+    let id = parse_hash(&id, "bad_hash")?;
+    let printable = report.reason.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if report.reason.is_empty() || report.reason.len() > MAX_REASON_BYTES || !printable {
+        return Err(ApiError::bad_request(
+            "bad_reason",
+            format!("the reason must be 1 to {MAX_REASON_BYTES} printable ASCII characters"),
+        ));
+    }
+    let signed = node.library.manifest(id).await?;
+    let video_segments = signed
+        .manifest
+        .tracks
+        .iter()
+        .filter(|t| t.kind == TrackKind::Video)
+        .map(|t| t.segments.len())
+        .min()
+        .unwrap_or(0);
+    if index as usize >= video_segments {
+        return Err(ApiError::not_found(
+            "no_such_segment",
+            format!("{id} has {video_segments} video segments; there is no segment {index}"),
+        ));
+    }
+    let record = node.library.made_by(id, index).await?.ok_or_else(|| {
+        ApiError::not_found(
+            "not_made_by_a_worker",
+            format!("segment {index} of {id} was made by its publishing node, not a worker"),
+        )
+    })?;
+    node.worker_standing.penalise(
+        record.worker,
+        Failure::Corrupt,
+        &format!("reported in segment {index} of {id}: {}", report.reason),
+    );
+    Ok(Json(SegmentReported {
+        worker: streamgate_swarm::identity::peer_id_of(&record.worker)
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| hex::encode(record.worker)),
+        first_segment: record.first_segment,
+        segments: record.segments,
+        receipt: record.receipt.hash,
+        standing: node.worker_standing.standing_of(&record.worker),
+    }))
 }

@@ -11,7 +11,8 @@ use streamgate_api::v1::ManifestSummary;
 use streamgate_protocol::{
     ContentHash, SignedManifest,
     bounded::BoundedMap,
-    manifest::{MAX_MANIFEST_BYTES, SegmentRef, Track},
+    job::SignedReceipt,
+    manifest::{MAX_MANIFEST_BYTES, SegmentRef, Track, TrackKind, WorkRecord},
 };
 use streamgate_swarm::{SwarmHandle, daemon::unix_now, identity::Identity};
 use tokio::sync::Semaphore;
@@ -212,6 +213,59 @@ impl Library {
             .await?;
         self.segment_stored(id, segment.hash).await;
         Ok(size)
+    }
+
+    /// Who made video segment `index` of manifest `id`: `None` when the publishing node did;
+    /// otherwise its work record, proven by the receipt the worker signed (fetched if
+    /// needed), which must list that run's bytes in every video rung.
+    pub async fn made_by(
+        &self,
+        id: ContentHash,
+        index: u32,
+    ) -> Result<Option<WorkRecord>, ManifestLoadError> {
+        let signed = self.manifest(id).await?;
+        let manifest = &signed.manifest;
+        let Some(record) = manifest.made_by(index).copied() else {
+            return Ok(None);
+        };
+        let invalid = |reason: String| ManifestLoadError::Invalid { id, reason };
+        self.ensure_segment(id, &record.receipt).await?;
+        let bytes = self
+            .blobs
+            .get_bytes(&record.receipt.hash)
+            .await
+            .map_err(|e| ManifestLoadError::Store(e.to_string()))?;
+        let receipt = SignedReceipt::decode_signed(&bytes)
+            .map_err(|e| invalid(format!("the receipt for segment {index}: {e}")))?;
+        if receipt.receipt.worker != record.worker {
+            return Err(invalid(format!(
+                "the receipt for segment {index} is signed by another worker than its record names"
+            )));
+        }
+        let run = record.first_segment as usize..(record.first_segment + record.segments) as usize;
+        for track in manifest
+            .tracks
+            .iter()
+            .filter(|t| t.kind == TrackKind::Video)
+        {
+            let listed = receipt
+                .receipt
+                .rungs
+                .iter()
+                .find(|r| r.id == track.id)
+                .map(|r| r.segments.iter().map(|s| s.hash).collect::<Vec<_>>());
+            let published: Option<Vec<ContentHash>> = track
+                .segments
+                .get(run.clone())
+                .map(|s| s.iter().map(|s| s.hash).collect());
+            if listed.is_none() || listed != published {
+                return Err(invalid(format!(
+                    "the receipt for segment {index} does not list rung {}'s bytes",
+                    track.id
+                )));
+            }
+        }
+        Ok(Some(record))
     }
 
     /// Starts fetching the segments after `next - 1` in the background, within the node-wide

@@ -94,9 +94,17 @@ impl Reputation {
 
     /// `key`'s standing, if the book has one.
     pub fn standing_of(&self, key: &ProviderKey) -> Option<ProviderStanding> {
-        self.standings()
-            .into_iter()
-            .find(|s| peer_id_of(key).map(|p| p.to_string()).as_deref() == Some(s.peer_id.as_str()))
+        let book = self.book.lock().ok()?;
+        book.get(key).map(|s| view(key, s, unix_now()))
+    }
+
+    /// `key`'s score: 0 for one the book does not know.
+    pub fn score(&self, key: &ProviderKey) -> i32 {
+        self.book
+            .lock()
+            .ok()
+            .and_then(|book| book.get(key).map(|s| s.score))
+            .unwrap_or(0)
     }
 
     /// Every standing, for the status page.
@@ -105,18 +113,20 @@ impl Reputation {
         let Ok(book) = self.book.lock() else {
             return Vec::new();
         };
-        book.iter()
-            .map(|(key, s)| ProviderStanding {
-                peer_id: peer_id_of(key)
-                    .map(|p| p.to_string())
-                    .unwrap_or_else(|| hex::encode(key)),
-                score: s.score,
-                successes: s.successes,
-                failures: s.failures,
-                corrupt: s.corrupt,
-                banned: s.banned_until > now,
-                banned_until: s.banned_until,
-            })
-            .collect()
+        book.iter().map(|(key, s)| view(key, s, now)).collect()
+    }
+}
+
+fn view(key: &ProviderKey, s: &Standing, now: u64) -> ProviderStanding {
+    ProviderStanding {
+        peer_id: peer_id_of(key)
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| hex::encode(key)),
+        score: s.score,
+        successes: s.successes,
+        failures: s.failures,
+        corrupt: s.corrupt,
+        banned: s.banned_until > now,
+        banned_until: s.banned_until,
     }
 }

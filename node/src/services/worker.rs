@@ -8,14 +8,15 @@
 //!  ─▶ signed receipt of their hashes ─▶ reply
 //! ```
 //!
-//! Not built yet: the start-up speed measurement and the per-GPU session probe; the advert
-//! says "not measured" for those rather than guess.
+//! At start-up the worker measures itself (`streamgate_media::speed`: 1080p to the 720p rung,
+//! the way its jobs run) and, when NVENC opened, how many encode sessions its GPU allows;
+//! adverts say "not measured" until then rather than guess.
 
 use std::{
     path::PathBuf,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU16, Ordering},
+        atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering},
     },
     time::Duration,
 };
@@ -47,13 +48,25 @@ use crate::{actors::data_plane::DataPlane, config::payment_address};
 /// Hardware devices that count as GPUs (Vulkan may be a CPU software driver).
 const GPU_DEVICES: [&str; 3] = ["cuda", "vaapi", "qsv"];
 
-/// This node's advert at `issued_at`, from what its probe opened.
+/// What a worker measured on itself at start-up; `None`: not (yet) measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Measured {
+    pub speed_millifps: Option<u32>,
+    /// Encode sessions its GPU opened at once (only probed where NVENC opened).
+    pub encode_sessions: Option<u16>,
+}
+
+/// NVENC sessions tried at once; consumer cards stop at 3 to 8.
+const MAX_SESSIONS_PROBED: u16 = 32;
+
+/// This node's advert at `issued_at`, from what its probe opened and it measured.
 pub fn advert(
     config: &WorkerConfig,
     caps: &Capabilities,
     node_key: [u8; 32],
     issued_at: u64,
     active_jobs: u16,
+    measured: Measured,
 ) -> WorkerAdvert {
     let opened = |probes: &[streamgate_media::hw::Probe]| {
         probes
@@ -74,9 +87,12 @@ pub fn advert(
         .filter(|d| d.available && GPU_DEVICES.contains(&d.name.as_str()))
         .map(|d| Gpu {
             name: d.name.clone(),
-            // A GPU whose encoder did not open encodes nothing; how many sessions one that
-            // did allows is not probed yet.
-            encode_sessions: (mode != WorkMode::Gpu).then_some(0),
+            // A GPU whose encoder did not open encodes nothing.
+            encode_sessions: if mode == WorkMode::Gpu {
+                measured.encode_sessions
+            } else {
+                Some(0)
+            },
         })
         .take(MAX_GPUS)
         .collect();
@@ -88,7 +104,7 @@ pub fn advert(
         decoders: opened(&caps.decoders),
         encoders: opened(&caps.encoders),
         gpus,
-        speed_millifps: None,
+        speed_millifps: measured.speed_millifps,
         price_per_gigapixel: u128::from(config.price_per_gigapixel),
         max_jobs: config.max_jobs,
         active_jobs: active_jobs.min(config.max_jobs),
@@ -104,8 +120,15 @@ pub async fn advertise(worker: Arc<Worker>, swarm: SwarmHandle) {
     let mut sent = 0u32;
     loop {
         let active = worker.active.load(Ordering::Relaxed);
-        let signed = advert(config, caps, identity.public_key(), unix_now(), active)
-            .sign(&identity.signing_key());
+        let signed = advert(
+            config,
+            caps,
+            identity.public_key(),
+            unix_now(),
+            active,
+            worker.measured(),
+        )
+        .sign(&identity.signing_key());
         if swarm.advertise_worker(signed).await.is_err() {
             return;
         }
@@ -117,7 +140,11 @@ pub async fn advertise(worker: Arc<Worker>, swarm: SwarmHandle) {
         } else {
             every
         };
-        tokio::time::sleep(wait).await;
+        // A finished measurement goes out at once rather than a third of a lifetime later.
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = worker.measured_now.notified() => {}
+        }
     }
 }
 
@@ -138,6 +165,10 @@ pub struct Worker {
     /// Tests only: how this worker cheats (`testing.worker_cheat`).
     pub cheat: Option<String>,
     active: AtomicU16,
+    /// Start-up measurements; 0: not measured (yet).
+    speed_millifps: AtomicU32,
+    encode_sessions: AtomicU16,
+    measured_now: tokio::sync::Notify,
 }
 
 /// Jobs are refused once their deadline leaves less than this for the work.
@@ -169,7 +200,57 @@ impl Worker {
             hardware_decode,
             cheat,
             active: AtomicU16::new(0),
+            speed_millifps: AtomicU32::new(0),
+            encode_sessions: AtomicU16::new(0),
+            measured_now: tokio::sync::Notify::new(),
         })
+    }
+
+    pub fn measured(&self) -> Measured {
+        let speed = self.speed_millifps.load(Ordering::Relaxed);
+        let sessions = self.encode_sessions.load(Ordering::Relaxed);
+        Measured {
+            speed_millifps: (speed > 0).then_some(speed),
+            encode_sessions: (sessions > 0).then_some(sessions),
+        }
+    }
+
+    /// Measures this worker's speed (and its GPU's encode sessions) on a thread of its own,
+    /// so the node serves meanwhile; later adverts carry the result.
+    pub async fn measure(self: Arc<Self>) {
+        let worker = self.clone();
+        let (done, result) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("speed-measurement".into())
+            .spawn(move || {
+                if worker.caps.encoder_available("h264_nvenc") {
+                    let sessions =
+                        streamgate_media::hw::encode_sessions("h264_nvenc", MAX_SESSIONS_PROBED);
+                    worker.encode_sessions.store(sessions, Ordering::Relaxed);
+                }
+                let base = worker.decode_config("h264", "veryfast");
+                let _ = done.send(streamgate_media::speed::measure(&worker.work_dir, &base));
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start the speed measurement: {e}");
+            return;
+        }
+        match result.await {
+            Ok(Ok(speed)) => {
+                let millifps = (speed.fps * 1000.0).round().clamp(1.0, f64::from(u32::MAX));
+                self.speed_millifps
+                    .store(millifps as u32, Ordering::Relaxed);
+                self.measured_now.notify_one();
+                tracing::info!(
+                    fps = speed.fps,
+                    frames = speed.frames,
+                    secs = speed.wall.as_secs_f64(),
+                    "measured this worker's speed (1080p to 720p)"
+                );
+            }
+            Ok(Err(e)) => tracing::warn!("the speed measurement failed: {e}"),
+            Err(_) => tracing::warn!("the speed measurement thread ended early"),
+        }
     }
 
     /// Answers every job offer that reaches this node, until the swarm stops.
@@ -320,13 +401,20 @@ impl Worker {
             _ => {}
         }
         TranscodeConfig {
-            x264_preset: offer.preset.clone(),
-            video_decoder: (self.hardware_decode
-                && offer.source_codec == "h264"
-                && self.caps.decoder_available("h264_cuvid"))
-            .then(|| "h264_cuvid".to_string()),
             chunk: Some(job),
             extra_filter,
+            ..self.decode_config(&offer.source_codec, &offer.preset)
+        }
+    }
+
+    /// How this worker transcodes a source in `codec`: NVDEC when allowed and opened.
+    fn decode_config(&self, codec: &str, preset: &str) -> TranscodeConfig {
+        TranscodeConfig {
+            x264_preset: preset.to_string(),
+            video_decoder: (self.hardware_decode
+                && codec == "h264"
+                && self.caps.decoder_available("h264_cuvid"))
+            .then(|| "h264_cuvid".to_string()),
             ..TranscodeConfig::default()
         }
     }
@@ -494,7 +582,14 @@ mod tests {
             payment_address: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".into(),
             ..WorkerConfig::default()
         };
-        let a = advert(&config, &datacenter_gpu(), [1; 32], 50, 0);
+        let a = advert(
+            &config,
+            &datacenter_gpu(),
+            [1; 32],
+            50,
+            0,
+            Measured::default(),
+        );
         assert_eq!(a.mode, WorkMode::GpuDecodeCpuEncode);
         assert_eq!(a.encoders, ["libx264"]);
         assert_eq!(a.decoders, ["h264", "h264_cuvid"]);
@@ -511,11 +606,19 @@ mod tests {
             (7, 50, 300)
         );
         assert_eq!(a.payment_address.map(|p| p[0]), Some(0x70));
-        assert_eq!(a.speed_millifps, None, "speed is not measured yet");
+        assert_eq!(a.speed_millifps, None, "not measured yet");
         config.payment_address.clear();
+        let measured = Measured {
+            speed_millifps: Some(41_500),
+            encode_sessions: Some(5),
+        };
+        let later = advert(&config, &datacenter_gpu(), [1; 32], 50, 0, measured);
+        assert_eq!(later.payment_address, None);
+        assert_eq!(later.speed_millifps, Some(41_500));
         assert_eq!(
-            advert(&config, &datacenter_gpu(), [1; 32], 50, 0).payment_address,
-            None
+            later.gpus[0].encode_sessions,
+            Some(0),
+            "a GPU that cannot encode has no sessions, whatever was measured"
         );
     }
 }

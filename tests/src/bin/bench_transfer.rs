@@ -290,6 +290,7 @@ fn synthetic_video(a: &Node, dir: &Path) -> anyhow::Result<String> {
         }],
         access: None,
         encryption: None,
+        work: Vec::new(),
     };
     let signed = manifest.sign(&key);
     let file = dir.join("manifest.bin");

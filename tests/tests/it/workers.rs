@@ -6,7 +6,11 @@
 
 use std::{collections::HashSet, path::Path, time::Duration};
 
-use streamgate_api::config::NodeConfig;
+use streamgate_api::{
+    config::NodeConfig,
+    v1::{ManifestView, SegmentReported},
+};
+use streamgate_protocol::job::SignedReceipt;
 use streamgate_tests::{
     Node, WorkerInfo,
     browser::play_hls_rungs,
@@ -211,6 +215,49 @@ fn three_workers_transcode_a_video_in_parallel_and_it_plays_whole_from_another_n
         let standing = w.standing.as_ref().expect("a standing once it had a job");
         assert!(standing.successes >= 1 && standing.failures == 0, "{w:?}");
     }
+
+    // The manifest, as another node reads it, records who made each run of segments.
+    let view: ManifestView = serde_json::from_slice(&get_bytes(&format!(
+        "{viewer}/api/v1/manifests/{}",
+        published.manifest_id
+    )))
+    .expect("manifest JSON");
+    let work = &view.manifest.work;
+    let runs: Vec<(u32, u32)> = work.iter().map(|w| (w.first_segment, w.segments)).collect();
+    assert_eq!(runs, [(0, 5), (5, 5), (10, 5)], "{work:?}");
+    // A bad segment found later, on that node, is traced through the receipt its maker
+    // signed (fetched from the swarm) to its maker, whose standing there drops: segment 7
+    // is in the second chunk.
+    let out = cli(
+        viewer,
+        &[
+            "--json",
+            "report",
+            &published.manifest_id,
+            "7",
+            "--reason",
+            "green blocks",
+        ],
+    );
+    assert!(out.status.success(), "report: {out:?}");
+    let reported: SegmentReported = serde_json::from_slice(&out.stdout).expect("report JSON");
+    assert_eq!(reported.worker, made[1].0, "{reported:?} {made:?}");
+    assert_eq!((reported.first_segment, reported.segments), (5, 5));
+    assert_eq!(reported.receipt, work[1].receipt.hash);
+    let standing = reported.standing.expect("a standing");
+    assert!(standing.corrupt >= 1 && standing.banned, "{standing:?}");
+    let receipt = get_bytes(&format!("{viewer}/blob/{}", reported.receipt));
+    let receipt = SignedReceipt::decode_signed(&receipt).expect("a receipt its worker signed");
+    assert_eq!(receipt.receipt.worker, work[1].worker);
+    // A segment past the end is no one's.
+    let out = cli(
+        viewer,
+        &["report", &published.manifest_id, "15", "--reason", "x"],
+    );
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no segment 15"),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -293,6 +340,34 @@ fn cheating_workers_are_caught_and_lowered_and_the_video_publishes_through_hones
             .find(|l| l.contains("job failed") && l.contains(&w.node_id[..10]))
             .unwrap_or_else(|| panic!("{cheat}: no failure logged:\n{log}"));
         assert!(reason.contains(expected), "{cheat}: {reason}");
+    }
+    // The manifest credits the honest worker with exactly the chunks it made; of those the
+    // publishing node made, no worker can be blamed.
+    let view: ManifestView = serde_json::from_slice(&get_bytes(&format!(
+        "{}/api/v1/manifests/{}",
+        publisher.info.api_url, published.manifest_id
+    )))
+    .expect("manifest JSON");
+    let credited: Vec<u32> = view.manifest.work.iter().map(|w| w.first_segment).collect();
+    let by_honest: Vec<u32> = (0..6u32)
+        .filter(|&i| made[i as usize].0 == honest)
+        .collect();
+    assert_eq!(credited, by_honest, "{made:?}");
+    if let Some(local) = made.iter().position(|(w, _)| w == "local") {
+        let out = cli(
+            &publisher.info.api_url,
+            &[
+                "report",
+                &published.manifest_id,
+                &local.to_string(),
+                "--reason",
+                "x",
+            ],
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("made by its publishing node"),
+            "{out:?}"
+        );
     }
     assert_decodes_whole(
         &nodes[1],
@@ -410,10 +485,16 @@ fn a_volunteered_worker_is_known_across_the_swarm_with_its_claims() {
         Some("0x70997970c51812dc3a010c7d01b50e0d17dc79c8")
     );
     assert!(w.expires_at > w.issued_at, "{w:?}");
-    assert_eq!(
-        w.speed_fps, None,
-        "speed is not measured yet, and must not be claimed"
-    );
+    // The worker measured itself at start-up (1080p to 720p) and says so in a later advert.
+    let mut measured = None;
+    let heard = wait_until(Duration::from_secs(60), || {
+        measured = workers(&publisher.info.api_url)
+            .first()
+            .and_then(|w| w.speed_fps);
+        measured.is_some()
+    });
+    assert!(heard, "no measured speed in the adverts:\n{}", worker.log());
+    assert!(measured.is_some_and(|fps| fps > 0.0), "{measured:?}");
 
     // The human-readable listing says the same.
     let text = cli(&publisher.info.api_url, &["workers"]);

@@ -167,6 +167,7 @@ mod tests {
             }],
             access: None,
             encryption: None,
+            work: Vec::new(),
         }
     }
 

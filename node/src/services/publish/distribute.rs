@@ -5,7 +5,7 @@
 //!  scan keyframes ─▶ plan jobs on the 2 s grid ─▶ split (remux to NUT) ─▶ chunk blobs
 //!        │                                                                  │
 //!        │   audio: transcoded here (cheap; AAC priming stays whole)        ▼
-//!        │                              schedule: best standing first, then price; a slot each
+//!        │                schedule: good standing first, then speed, then price; a slot each
 //!        │                                  │ offer (libp2p) ─▶ worker ─▶ signed receipt
 //!        │                                  ▼
 //!        │                fetch outputs from the worker (iroh) ─▶ verify: receipt, structure
@@ -36,8 +36,9 @@ use streamgate_media::{
 use streamgate_protocol::{
     ContentHash,
     job::{JobOffer, JobReply, JobRung, SignedReceipt},
-    manifest::{SegmentRef, Track, TrackKind, VideoParams},
+    manifest::{SegmentRef, Track, TrackKind, VideoParams, WorkRecord},
     reputation::{Failure, ProviderKey},
+    worker::WorkerAdvert,
 };
 use streamgate_swarm::{SwarmHandle, daemon::unix_now, identity::Identity};
 use tokio::task::JoinSet;
@@ -84,8 +85,10 @@ struct Candidate {
 pub(super) struct VideoRungs {
     pub tracks: Vec<Track>,
     pub blobs: Vec<(ContentHash, BlobEntry)>,
-    /// Every accepted job's receipt (`None`: transcoded here), in chunk order.
-    pub receipts: Vec<Option<SignedReceipt>>,
+    /// Jobs the video was split into.
+    pub chunks: usize,
+    /// The jobs workers did, with their receipts (stored among `blobs`).
+    pub work: Vec<WorkRecord>,
 }
 
 /// One job, as planned.
@@ -96,6 +99,13 @@ struct Planned {
     chunk: ContentHash,
     chunk_size: u64,
     chunk_path: PathBuf,
+}
+
+impl Planned {
+    /// Segments of every rung the job makes.
+    fn segments(&self, gop: u32) -> u32 {
+        self.plan.frames.div_ceil(u64::from(gop.max(1))) as u32
+    }
 }
 
 /// What a job came back with.
@@ -113,7 +123,9 @@ enum Outcome {
     Failed(Failure, String),
 }
 
-/// The workers this node would offer jobs for a source in `codec` now, best first.
+/// The workers this node would offer jobs for a source in `codec` now, best first: those
+/// that never let this node down before those that did (banned ones left out), then the
+/// fastest by their own start-up measurement (unmeasured ones last), then the cheapest.
 async fn candidates(
     parts: &WorkParts,
     settings: &TranscodeSettings,
@@ -123,30 +135,37 @@ async fn candidates(
     let Ok(adverts) = parts.swarm.workers().await else {
         return Vec::new();
     };
-    let usable: HashMap<ProviderKey, usize> = adverts
+    let usable: HashMap<ProviderKey, &WorkerAdvert> = adverts
         .iter()
         .map(|s| &s.advert)
         .filter(|a| a.node_key != me)
         .filter(|a| a.price_per_gigapixel <= u128::from(settings.max_worker_price_per_gigapixel))
         .filter(|a| a.decoders.iter().any(|d| d == codec))
-        // Slots as advertised; what is in use is counted here (an advert's load is up to a
-        // third of its lifetime old, and includes this node's own jobs). A worker busy
-        // with others' jobs refuses, and the chunk goes to someone else.
-        .map(|a| {
-            (
-                a.node_key,
-                usize::from(a.max_jobs).clamp(1, MAX_JOBS_PER_WORKER),
-            )
-        })
+        .map(|a| (a.node_key, a))
         .collect();
-    // Best standing first; banned workers are left out.
-    parts
+    let mut ranked: Vec<(bool, u32, u128, ProviderKey)> = parts
         .standing
         .rank(usable.keys().copied())
         .into_iter()
-        .map(|key| Candidate {
-            key,
-            slots: usable.get(&key).copied().unwrap_or(1),
+        .filter_map(|key| {
+            let advert = usable.get(&key)?;
+            Some((
+                parts.standing.score(&key) < 0,
+                advert.speed_millifps.unwrap_or(0),
+                advert.price_per_gigapixel,
+                key,
+            ))
+        })
+        .collect();
+    ranked.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+    ranked
+        .into_iter()
+        .filter_map(|(_, _, _, key)| {
+            // Slots as advertised; what is in use is counted here (an advert's load is up
+            // to a third of its lifetime old, and includes this node's own jobs). A worker
+            // busy with others' jobs refuses, and the chunk goes to someone else.
+            let slots = usize::from(usable.get(&key)?.max_jobs).clamp(1, MAX_JOBS_PER_WORKER);
+            Some(Candidate { key, slots })
         })
         .collect()
 }
@@ -249,10 +268,42 @@ impl Distribution<'_> {
                 segments,
             });
         }
+        // Each worker's signed receipt is kept as a blob the manifest names, so every
+        // segment can be traced to its maker.
+        let mut work = Vec::new();
+        for (planned, receipt) in planned.iter().zip(&receipts) {
+            let Some(receipt) = receipt else { continue };
+            let bytes = receipt.encode();
+            let hash = ContentHash::of(&bytes);
+            let size = bytes.len() as u64;
+            self.blobs
+                .store_bytes(hash, bytes, blob_tag(&hash))
+                .await
+                .map_err(|e| PublishError::Store(format!("a receipt: {e}")))?;
+            blobs.push((
+                hash,
+                BlobEntry {
+                    size,
+                    origin: Origin::Published,
+                    stored_at: unix_now(),
+                },
+            ));
+            work.push(WorkRecord {
+                first_segment: planned.plan.first_segment as u32,
+                segments: planned.segments(gop),
+                worker: receipt.receipt.worker,
+                receipt: SegmentRef {
+                    hash,
+                    size,
+                    duration: 0,
+                },
+            });
+        }
         Ok(VideoRungs {
             tracks,
             blobs,
-            receipts,
+            chunks: receipts.len(),
+            work,
         })
     }
 
@@ -357,7 +408,7 @@ impl Distribution<'_> {
             .map(|(i, p)| ChunkProgress {
                 index: i as u32,
                 first_segment: p.plan.first_segment,
-                segments: p.plan.frames.div_ceil(u64::from(gop)) as u32,
+                segments: p.segments(gop),
                 worker: None,
                 state: "waiting".into(),
                 verify_cpu_ms: 0,

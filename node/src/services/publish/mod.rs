@@ -637,14 +637,15 @@ impl Publisher {
             tracks,
             access: None,
             encryption: None,
+            work: video.work,
         };
         manifest
             .validate()
             .map_err(|e| PublishError::Media(format!("the manifest from workers: {e}")))?;
         tracing::info!(
             job = %id,
-            chunks = video.receipts.len(),
-            by_workers = video.receipts.iter().filter(|r| r.is_some()).count(),
+            chunks = video.chunks,
+            by_workers = manifest.work.len(),
             "video rungs made through workers and verified"
         );
         Ok((manifest, blobs))
