@@ -118,6 +118,15 @@ fn every_write_endpoint_needs_the_operator_token_and_no_other_origin_can_use_it(
             ),
             404,
         ),
+        (
+            call(
+                Method::POST,
+                "/api/v1/manifests/9a5cb3f4c0d42a2ae3c4a1f42aa1cde98c5a18ebde9a3f7a45e32b8c0a8e2a18/segments/0/report",
+            )
+            .header("Content-Type", "application/json")
+            .body(br#"{"reason":"green blocks"}"#),
+            404,
+        ),
     ];
     for (write, with_token) in &writes {
         let what = format!("{} {}", write.method, write.path);

@@ -249,6 +249,21 @@ fn three_workers_transcode_a_video_in_parallel_and_it_plays_whole_from_another_n
     let receipt = get_bytes(&format!("{viewer}/blob/{}", reported.receipt));
     let receipt = SignedReceipt::decode_signed(&receipt).expect("a receipt its worker signed");
     assert_eq!(receipt.receipt.worker, work[1].worker);
+    // A reason that would reach the log raw is refused, and nothing is penalised.
+    let out = cli(
+        viewer,
+        &[
+            "report",
+            &published.manifest_id,
+            "0",
+            "--reason",
+            "\u{1b}[2Jgone",
+        ],
+    );
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("printable"),
+        "{out:?}"
+    );
     // A segment past the end is no one's.
     let out = cli(
         viewer,
