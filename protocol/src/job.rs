@@ -430,14 +430,19 @@ impl JobReply {
     pub fn decode(bytes: &[u8]) -> Result<Self, JobError> {
         let reply: Self = wire::decode("job reply", VERSION, MAX_JOB_MESSAGE_BYTES, bytes)?;
         if let Self::Refused(reason) | Self::Failed(reason) = &reply
-            && (reason.len() > MAX_REASON_BYTES
-                || !reason.bytes().all(|b| (0x20..0x7f).contains(&b)))
+            && !Self::is_valid_reason(reason)
         {
             return Err(bad_receipt(format!(
                 "a reason is over {MAX_REASON_BYTES} bytes or not printable ASCII"
             )));
         }
         Ok(reply)
+    }
+
+    /// Whether `text` may travel as a reason: at most [`MAX_REASON_BYTES`] of printable
+    /// ASCII (it ends up in logs and terminals).
+    pub fn is_valid_reason(text: &str) -> bool {
+        text.len() <= MAX_REASON_BYTES && text.bytes().all(|b| (0x20..0x7f).contains(&b))
     }
 
     /// A reason made safe to send: printable ASCII, cut to [`MAX_REASON_BYTES`].

@@ -228,21 +228,25 @@ impl Manifest {
 
     /// The work record covering video segment `index`, if a worker made it.
     pub fn made_by(&self, index: u32) -> Option<&WorkRecord> {
-        self.work
+        self.work.iter().find(|w| {
+            (w.first_segment..w.first_segment.saturating_add(w.segments)).contains(&index)
+        })
+    }
+
+    /// Segments every video rung has (rungs of one video have the same number).
+    pub fn video_segments(&self) -> usize {
+        self.tracks
             .iter()
-            .find(|w| (w.first_segment..w.first_segment + w.segments).contains(&index))
+            .filter(|t| t.kind == TrackKind::Video)
+            .map(|t| t.segments.len())
+            .min()
+            .unwrap_or(0)
     }
 
     /// Records are in segment order, do not overlap, and cover segments every video rung has.
     fn validate_work(&self) -> Result<(), ManifestError> {
         let invalid = |msg: String| Err(ManifestError::Invalid(format!("work records: {msg}")));
-        let video_segments = self
-            .tracks
-            .iter()
-            .filter(|t| t.kind == TrackKind::Video)
-            .map(|t| t.segments.len() as u64)
-            .min()
-            .unwrap_or(0);
+        let video_segments = self.video_segments() as u64;
         let mut next = 0u64;
         for (i, record) in self.work.iter().enumerate() {
             let first = u64::from(record.first_segment);

@@ -23,7 +23,10 @@ use streamgate_api::v1::{
     JobView, ManifestSummary, ManifestView, PinAccepted, PublishAccepted, PublishRequest,
     SegmentReport, SegmentReported,
 };
-use streamgate_protocol::{job::MAX_REASON_BYTES, manifest::TrackKind, reputation::Failure};
+use streamgate_protocol::{
+    job::{JobReply, MAX_REASON_BYTES},
+    reputation::Failure,
+};
 
 use super::{ApiError, parse_hash};
 use crate::node::Node;
@@ -112,22 +115,14 @@ async fn report_segment(
     Json(report): Json<SegmentReport>,
 ) -> Result<Json<SegmentReported>, ApiError> {
     let id = parse_hash(&id, "bad_hash")?;
-    let printable = report.reason.bytes().all(|b| (0x20..0x7f).contains(&b));
-    if report.reason.is_empty() || report.reason.len() > MAX_REASON_BYTES || !printable {
+    if report.reason.is_empty() || !JobReply::is_valid_reason(&report.reason) {
         return Err(ApiError::bad_request(
             "bad_reason",
             format!("the reason must be 1 to {MAX_REASON_BYTES} printable ASCII characters"),
         ));
     }
     let signed = node.library.manifest(id).await?;
-    let video_segments = signed
-        .manifest
-        .tracks
-        .iter()
-        .filter(|t| t.kind == TrackKind::Video)
-        .map(|t| t.segments.len())
-        .min()
-        .unwrap_or(0);
+    let video_segments = signed.manifest.video_segments();
     if index as usize >= video_segments {
         return Err(ApiError::not_found(
             "no_such_segment",

@@ -242,7 +242,8 @@ impl Library {
                 "the receipt for segment {index} is signed by another worker than its record names"
             )));
         }
-        let run = record.first_segment as usize..(record.first_segment + record.segments) as usize;
+        let first = record.first_segment as usize;
+        let run = first..first.saturating_add(record.segments as usize);
         for track in manifest
             .tracks
             .iter()

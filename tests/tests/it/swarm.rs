@@ -112,7 +112,13 @@ fn a_blob_streams_as_it_verifies_and_concurrent_readers_share_one_fetch() {
     let (first, second) = runtime.block_on(async { tokio::join!(read(true), read(false)) });
     assert!(first == payload, "the first reader got other bytes");
     assert!(second == payload, "the second reader got other bytes");
-    let s = status(&b.info.api_url).expect("status");
+    // The fetch is counted complete once its last bytes are committed, which may come just
+    // after the readers have them.
+    let mut s = status(&b.info.api_url).expect("status");
+    wait_until(Duration::from_secs(10), || {
+        s = status(&b.info.api_url).expect("status");
+        s.fetch.completed + s.fetch.failed > 0 && s.fetch.in_flight == 0
+    });
     assert_eq!(
         (s.fetch.completed, s.fetch.failed),
         (1, 0),
