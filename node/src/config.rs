@@ -131,6 +131,12 @@ pub fn validate(config: &Config, path: &str) -> Result<(), ConfigError> {
     if !(1..=64).contains(&worker.max_jobs) {
         return Err(invalid("worker.max_jobs", "must be between 1 and 64"));
     }
+    if !(1..=4096).contains(&worker.max_chunk_mib) {
+        return Err(invalid(
+            "worker.max_chunk_mib",
+            "must be between 1 and 4096",
+        ));
+    }
     if !(30..=streamgate_protocol::worker::MAX_ADVERT_TTL_SECS).contains(&worker.advert_ttl_secs) {
         return Err(invalid(
             "worker.advert_ttl_secs",
@@ -286,6 +292,7 @@ mod tests {
             ),
             ("max_jobs = 0", "worker.max_jobs"),
             ("advert_ttl_secs = 601", "worker.advert_ttl_secs"),
+            ("max_chunk_mib = 0", "worker.max_chunk_mib"),
         ] {
             let err = parse(&format!("[worker]\n{worker}\n"), "c.toml").expect_err(worker);
             assert!(err.to_string().contains(key), "{err}");

@@ -112,6 +112,35 @@ pub fn advert(
     }
 }
 
+/// Whether this worker takes `offer` (signature and shape already verified) at `now`.
+fn acceptable(
+    config: &WorkerConfig,
+    caps: &Capabilities,
+    offer: &JobOffer,
+    now: u64,
+) -> Result<(), String> {
+    if offer.price_per_gigapixel < u128::from(config.price_per_gigapixel) {
+        return Err(format!(
+            "the price offered is below this worker's {} wei per gigapixel",
+            config.price_per_gigapixel
+        ));
+    }
+    if !caps.decoder_available(&offer.source_codec) {
+        return Err(format!("this worker cannot decode {}", offer.source_codec));
+    }
+    if offer.deadline < now + MIN_JOB_SECS {
+        return Err("the deadline leaves no time for the work".into());
+    }
+    let max_chunk = u64::from(config.max_chunk_mib) << 20;
+    if offer.chunk_size > max_chunk {
+        return Err(format!(
+            "the chunk is {} bytes; this worker fetches at most {max_chunk}",
+            offer.chunk_size
+        ));
+    }
+    Ok(())
+}
+
 /// Gossips this node's advert now and every third of its time-to-live, until the task is
 /// dropped. The first adverts go out every few seconds while the gossip mesh forms.
 pub async fn advertise(worker: Arc<Worker>, swarm: SwarmHandle) {
@@ -278,7 +307,7 @@ impl Worker {
             Err(e) => return Some(JobReply::Refused(JobReply::reason(&e.to_string()))),
         };
         let offer = &signed.offer;
-        if let Err(reason) = self.acceptable(offer, now) {
+        if let Err(reason) = acceptable(&self.config, &self.caps, offer, now) {
             return Some(JobReply::Refused(JobReply::reason(&reason)));
         }
         // A slot, or a refusal: the publisher asks someone else.
@@ -316,22 +345,6 @@ impl Worker {
                 JobReply::Failed(JobReply::reason(&reason))
             }
         })
-    }
-
-    fn acceptable(&self, offer: &JobOffer, now: u64) -> Result<(), String> {
-        if offer.price_per_gigapixel < u128::from(self.config.price_per_gigapixel) {
-            return Err(format!(
-                "the price offered is below this worker's {} wei per gigapixel",
-                self.config.price_per_gigapixel
-            ));
-        }
-        if !self.caps.decoder_available(&offer.source_codec) {
-            return Err(format!("this worker cannot decode {}", offer.source_codec));
-        }
-        if offer.deadline < now + MIN_JOB_SECS {
-            return Err("the deadline leaves no time for the work".into());
-        }
-        Ok(())
     }
 
     /// Fetches the chunk, transcodes it, stores the outputs.
@@ -572,6 +585,53 @@ mod tests {
                 probe("h264_nvenc", "gpu", false),
             ],
             decoders: vec![probe("h264", "cpu", true), probe("h264_cuvid", "gpu", true)],
+        }
+    }
+
+    fn offer() -> JobOffer {
+        JobOffer {
+            job_id: [7; 16],
+            publisher: [2; 32],
+            issued_at: 1_000,
+            deadline: 1_600,
+            chunk: ContentHash::of(b"chunk"),
+            chunk_size: 40 << 20,
+            source_codec: "h264".into(),
+            fps_num: 30,
+            fps_den: 1,
+            rotation: 0,
+            origin: 0,
+            first_frame: 0,
+            frames: 300,
+            gop: 60,
+            preset: "veryfast".into(),
+            rungs: Vec::new(),
+            price_per_gigapixel: 10,
+            publisher_record: None,
+        }
+    }
+
+    #[test]
+    fn offers_beyond_what_this_worker_takes_are_refused_with_the_reason() {
+        let config = WorkerConfig {
+            price_per_gigapixel: 5,
+            ..WorkerConfig::default()
+        };
+        let caps = datacenter_gpu();
+        assert_eq!(acceptable(&config, &caps, &offer(), 1_000), Ok(()));
+        type Change = fn(&mut JobOffer);
+        let hostile: [(Change, &str); 4] = [
+            // A publisher may not make this node download gigabytes for one job.
+            (|o| o.chunk_size = 4 << 30, "fetches at most"),
+            (|o| o.price_per_gigapixel = 4, "below this worker's 5 wei"),
+            (|o| o.source_codec = "prores".into(), "cannot decode prores"),
+            (|o| o.deadline = 1_002, "no time"),
+        ];
+        for (change, reason) in hostile {
+            let mut o = offer();
+            change(&mut o);
+            let refused = acceptable(&config, &caps, &o, 1_000).expect_err(reason);
+            assert!(refused.contains(reason), "{refused}");
         }
     }
 
