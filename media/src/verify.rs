@@ -275,11 +275,11 @@ pub fn sample_quality(
     // Each rung's output is decoded once per segment sampled, for every sample in it.
     let mut outputs_at: Vec<Vec<Option<frame::Video>>> =
         vec![vec![None; job.rungs.len()]; samples.len()];
+    let mut sampled_segments: Vec<u64> = samples.iter().map(|s| s / gop).collect();
+    sampled_segments.sort_unstable();
+    sampled_segments.dedup();
     for (r, (rung, (init, segments))) in job.rungs.iter().zip(outputs).enumerate() {
-        let mut segment_indexes: Vec<u64> = samples.iter().map(|s| s / gop).collect();
-        segment_indexes.sort_unstable();
-        segment_indexes.dedup();
-        for segment in segment_indexes {
+        for &segment in &sampled_segments {
             let bytes = segments.get(segment as usize).ok_or_else(|| {
                 VerifyError::Media(format!("no segment {segment} in rung {}", rung.id))
             })?;
@@ -342,8 +342,15 @@ fn source_frames(
     let last = wanted.iter().copied().max().unwrap_or(i64::MIN);
     let wanted_secs: Vec<f64> = wanted.iter().map(|&w| w as f64 / f64::from(fps)).collect();
     let first_wanted_secs = wanted_secs.iter().copied().fold(f64::INFINITY, f64::min);
-    // Nothing before the last keyframe ahead of the first frame wanted is needed.
-    let start = decode_start(chunk, index, first_wanted_secs - SAMPLE_WINDOW_SECS)?;
+    // Nothing before the last keyframe ahead of the first frame wanted is needed; a
+    // demux-only scan finds it.
+    let before_secs = first_wanted_secs - SAMPLE_WINDOW_SECS;
+    let start = crate::chunk::scan(chunk)?
+        .keyframes
+        .iter()
+        .take_while(|(_, pts)| *pts as f64 * f64::from(tb) <= before_secs)
+        .last()
+        .map_or(0, |(ordinal, _)| *ordinal);
     let mut found: Vec<Option<frame::Video>> = vec![None; wanted.len()];
     let mut frames = Vec::new();
     let mut ended = false;
@@ -395,40 +402,6 @@ fn source_frames(
 /// Source frames this close (in seconds) to a sampled frame are all decoded; the frame-rate
 /// conversion picks a sample from among them.
 const SAMPLE_WINDOW_SECS: f64 = 0.25;
-
-/// Ordinal (among the video stream's packets) of the last keyframe at or before
-/// `before_secs`, found by demuxing alone; 0 when the first is after it.
-fn decode_start(
-    chunk: &std::path::Path,
-    stream_index: usize,
-    before_secs: f64,
-) -> Result<u64, VerifyError> {
-    let mut input = probe::open_input(chunk)?;
-    let tb = input
-        .stream(stream_index)
-        .map(|s| s.time_base())
-        .ok_or_else(|| VerifyError::Media("the chunk has no video".into()))?;
-    let (mut ordinal, mut start) = (0u64, 0u64);
-    loop {
-        let mut packet = Packet::empty();
-        match packet.read(&mut input) {
-            Ok(()) if packet.stream() == stream_index => {
-                if packet.is_key() {
-                    let at = packet.pts().or(packet.dts()).unwrap_or(0) as f64 * f64::from(tb);
-                    if at > before_secs {
-                        break;
-                    }
-                    start = ordinal;
-                }
-                ordinal += 1;
-            }
-            Ok(()) => {}
-            Err(ffmpeg::Error::Eof) => break,
-            Err(e) => return Err(VerifyError::Media(e.to_string())),
-        }
-    }
-    Ok(start)
-}
 
 /// The `within[i]`-th frames (in presentation order) of one media segment, in that order.
 fn output_frames(

@@ -171,6 +171,13 @@ pub fn peer_id_of(node_key: &[u8; 32]) -> Option<PeerId> {
     Some(libp2p::identity::PublicKey::from(key).to_peer_id())
 }
 
+/// How a node key is shown to people: its PeerId, or its hex when it is no Ed25519 key.
+pub fn peer_label(node_key: &[u8; 32]) -> String {
+    peer_id_of(node_key)
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| hex::encode(node_key))
+}
+
 /// The Ed25519 public key inside a PeerId, when it is an Ed25519 identity.
 pub fn node_key_of(peer_id: &PeerId) -> Option<[u8; 32]> {
     // Ed25519 PeerIds inline the public key (identity multihash), so it can be read back.

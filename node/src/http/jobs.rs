@@ -141,9 +141,7 @@ async fn report_segment(
         &format!("reported in segment {index} of {id}: {}", report.reason),
     );
     Ok(Json(SegmentReported {
-        worker: streamgate_swarm::identity::peer_id_of(&record.worker)
-            .map(|p| p.to_string())
-            .unwrap_or_else(|| hex::encode(record.worker)),
+        worker: streamgate_swarm::identity::peer_label(&record.worker),
         first_segment: record.first_segment,
         segments: record.segments,
         receipt: record.receipt.hash,

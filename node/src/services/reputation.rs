@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use streamgate_api::v1::ProviderStanding;
 use streamgate_protocol::reputation::{Failure, ProviderBook, ProviderKey, Standing};
-use streamgate_swarm::{daemon::unix_now, identity::peer_id_of};
+use streamgate_swarm::{daemon::unix_now, identity::peer_label};
 
 use crate::actors::db::{DbError, NodeDb};
 
@@ -119,9 +119,7 @@ impl Reputation {
 
 fn view(key: &ProviderKey, s: &Standing, now: u64) -> ProviderStanding {
     ProviderStanding {
-        peer_id: peer_id_of(key)
-            .map(|p| p.to_string())
-            .unwrap_or_else(|| hex::encode(key)),
+        peer_id: peer_label(key),
         score: s.score,
         successes: s.successes,
         failures: s.failures,

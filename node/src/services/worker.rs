@@ -257,7 +257,7 @@ impl Worker {
                         streamgate_media::hw::encode_sessions("h264_nvenc", MAX_SESSIONS_PROBED);
                     worker.encode_sessions.store(sessions, Ordering::Relaxed);
                 }
-                let base = worker.decode_config("h264", "veryfast");
+                let base = worker.decode_config("h264", &TranscodeConfig::default().x264_preset);
                 let _ = done.send(streamgate_media::speed::measure(&worker.work_dir, &base));
             });
         if let Err(e) = spawned {

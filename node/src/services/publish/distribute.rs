@@ -454,9 +454,7 @@ impl Distribution<'_> {
                 };
                 let planned_job = planned[index].clone();
                 progress[index].worker = Some(match worker {
-                    Some(key) => streamgate_swarm::identity::peer_id_of(&key)
-                        .map(|p| p.to_string())
-                        .unwrap_or_else(|| hex::encode(key)),
+                    Some(key) => streamgate_swarm::identity::peer_label(&key),
                     None => "local".into(),
                 });
                 progress[index].state = "running".into();
